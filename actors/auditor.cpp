@@ -1,0 +1,23 @@
+#include "actors/auditor.hpp"
+
+namespace vw {
+
+auditor_actor::behavior_type auditor(auditor_actor::stateful_pointer<auditor_state> self,
+                                     std::shared_ptr<audit_log> audit,
+                                     std::shared_ptr<metrics> stats) {
+  self->state.audit = std::move(audit);
+  self->state.stats = std::move(stats);
+  return {
+    [self](audit_atom, ballot_batch& batch) -> caf::result<ballot_batch> {
+      auto& st = self->state;
+      auto result = st.audit->record(batch.ballots, batch.processed_time_us);
+      st.stats->database_op("insert_audit", !result.failed());
+      st.health.report(result);
+      if (result.failed())
+        return make_error(pipeline_errc::database_unavailable, result.what());
+      return std::move(batch);
+    },
+  };
+}
+
+} // namespace vw

@@ -1,0 +1,23 @@
+#include "actors/publisher.hpp"
+
+namespace vw {
+
+publisher_actor::behavior_type publisher(publisher_actor::stateful_pointer<publisher_state> self,
+                                         std::shared_ptr<vote_sink> sink,
+                                         std::shared_ptr<metrics> stats) {
+  self->state.sink = std::move(sink);
+  self->state.stats = std::move(stats);
+  return {
+    [self](emit_atom, const ballot_batch& batch) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto result = st.sink->publish(batch.ballots, batch.processed_time_us);
+      st.stats->dependency_up("rabbitmq_publisher", !result.failed());
+      st.health.report(result);
+      if (result.failed())
+        return make_error(pipeline_errc::publish_not_confirmed, result.what());
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+} // namespace vw

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "infra/log.hpp"
+#include "infra/status.hpp"
+
+namespace vw {
+
+// Logs a dependency's transitions (up to down, down to up) once each, instead
+// of one line per failed batch while it stays down.
+class stage_health {
+public:
+  stage_health(std::string stage, std::string dependency)
+    : log_(stage_logger(stage)), dependency_(std::move(dependency)) {}
+
+  void report(const status& st) {
+    if (st.failed() && up_) {
+      up_ = false;
+      log_->warn("{} unavailable: {}; batches are requeued and intake pauses with backoff "
+                 "until it answers again",
+                 dependency_, st.what());
+    } else if (!st.failed() && !up_) {
+      up_ = true;
+      log_->info("{} is reachable again; resuming", dependency_);
+    } else if (st.failed()) {
+      log_->debug("{} still unavailable: {}", dependency_, st.what());
+    }
+  }
+
+  bool up() const { return up_; }
+  spdlog::logger& log() { return *log_; }
+
+private:
+  std::shared_ptr<spdlog::logger> log_;
+  std::string dependency_;
+  bool up_ = true;
+};
+
+} // namespace vw

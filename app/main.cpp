@@ -1,0 +1,176 @@
+// Wires the configuration to the supervisor and waits for SIGTERM/SIGINT.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/supervisor.hpp"
+#include "infra/amqp.hpp"
+#include "infra/backoff.hpp"
+#include "infra/config.hpp"
+#include "infra/log.hpp"
+#include "infra/metrics.hpp"
+#include "infra/postgres.hpp"
+#include "infra/redis.hpp"
+
+namespace {
+
+// Waits up to `timeout` for a termination signal; true if one arrived.
+bool wait_for_signal(const sigset_t& signals, std::chrono::milliseconds timeout) {
+  timespec ts{static_cast<time_t>(timeout.count() / 1000),
+              static_cast<long>((timeout.count() % 1000) * 1000000)};
+  return sigtimedwait(&signals, nullptr, &ts) > 0;
+}
+
+// Start-up check of the audit table. Waits out an unreachable database;
+// returns false (after saying what to run) only if the table is missing.
+bool check_audit_table(const vw::config& cfg, const sigset_t& signals, bool& interrupted) {
+  auto log = vw::stage_logger("main");
+  vw::pg_connection db{vw::pg_settings::from(cfg)};
+  vw::backoff retry{std::chrono::milliseconds{cfg.backoff_initial_ms},
+                    std::chrono::milliseconds{cfg.backoff_max_ms}};
+  vw::schema_check schema;
+  for (;;) {
+    auto st = db.connect();
+    if (!st.failed())
+      st = vw::check_schema(db, schema);
+    if (!st.failed())
+      break;
+    auto delay = retry.next();
+    log->warn("{}; waiting for PostgreSQL, retrying in {} ms", st.what(), delay.count());
+    if (wait_for_signal(signals, delay)) {
+      interrupted = true;
+      return true;
+    }
+  }
+  if (!schema.table_exists) {
+    log->critical("table vote_audit does not exist in database {}: apply the schema with "
+                  "`psql -h {} -p {} -U {} -d {} -f sql/schema.sql`, then start the worker again",
+                  cfg.postgres_db, cfg.postgres_host, cfg.postgres_port, cfg.postgres_user,
+                  cfg.postgres_db);
+    return false;
+  }
+  if (!schema.unique_valid_index)
+    log->warn("vote_audit has no unique index on valid votes, so the database alone cannot "
+              "refuse a second counted vote; apply sql/schema.sql to add it");
+  return true;
+}
+
+vw::infra_factory real_infra(const vw::config& cfg) {
+  vw::infra_factory f;
+  auto amqp = vw::amqp_settings::from(cfg);
+  auto redis = vw::redis_settings::from(cfg);
+  auto pg = vw::pg_settings::from(cfg);
+  f.input = [=] {
+    return std::make_shared<vw::amqp_delivery_source>(amqp, cfg.validation_queue,
+                                                      cfg.prefetch_count);
+  };
+  f.voters = [=] { return std::make_shared<vw::redis_client>(redis); };
+  f.claims = [=] { return std::make_shared<vw::redis_client>(redis); };
+  f.audit = [=] { return std::make_shared<vw::pg_audit_log>(pg, cfg.worker_id, cfg.audit_statuses); };
+  f.output = [=] {
+    return std::make_shared<vw::amqp_vote_sink>(amqp, cfg.aggregation_queue, cfg.review_queue,
+                                                cfg.worker_id);
+  };
+  f.queue_depth = [=] {
+    return std::make_shared<vw::amqp_queue_probe>(amqp, cfg.validation_queue);
+  };
+  return f;
+}
+
+vw::supervisor_settings supervision(const vw::config& cfg) {
+  using std::chrono::milliseconds;
+  vw::supervisor_settings s;
+  s.consumer.batch_size = cfg.batch_size;
+  s.consumer.batch_max_wait = milliseconds{cfg.batch_max_wait_ms};
+  s.consumer.stage_timeout = milliseconds{cfg.stage_timeout_ms};
+  s.consumer.backoff_initial = milliseconds{cfg.backoff_initial_ms};
+  s.consumer.backoff_max = milliseconds{cfg.backoff_max_ms};
+  s.consumer.decode.max_message_bytes = cfg.max_message_bytes;
+  s.consumer.decode.pii_fields = cfg.pii_fields;
+  s.restart_max = cfg.restart_max;
+  s.restart_window = std::chrono::seconds{cfg.restart_window_s};
+  s.restart_backoff_initial = milliseconds{cfg.backoff_initial_ms};
+  s.restart_backoff_max = milliseconds{cfg.backoff_max_ms};
+  s.shutdown_timeout = std::chrono::seconds{cfg.shutdown_timeout_s};
+  s.queue_poll_interval = milliseconds{cfg.queue_poll_interval_ms};
+  return s;
+}
+
+} // namespace
+
+int main() {
+  // Signals are taken by sigtimedwait in this thread only.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  vw::config cfg;
+  try {
+    cfg = vw::load_config(vw::process_env(vw::read_dotenv(".env")));
+  } catch (const vw::config_error& e) {
+    std::fprintf(stderr, "validation-worker: %s\n", e.what());
+    return 2;
+  }
+  vw::setup_logging(cfg.worker_id, cfg.log_format, cfg.log_level);
+  auto log = vw::stage_logger("main");
+  std::string effective;
+  for (auto& entry : cfg.describe())
+    effective += (effective.empty() ? "" : " ") + entry;
+  log->info("starting validation worker: {}", effective);
+
+  auto stats = std::make_shared<vw::metrics>();
+  try {
+    stats->serve(cfg.metrics_bind, cfg.metrics_port);
+  } catch (const std::exception& e) {
+    log->critical("cannot serve metrics on {}:{}: {}; set METRICS_PORT to a free port",
+                  cfg.metrics_bind, cfg.metrics_port, e.what());
+    return 1;
+  }
+
+  bool interrupted = false;
+  if (!check_audit_table(cfg, signals, interrupted))
+    return 1;
+  if (interrupted) {
+    log->info("stopped before start-up finished");
+    return 0;
+  }
+
+  caf::actor_system_config caf_cfg;
+  caf_cfg.add_message_types<caf::id_block::vote_worker>();
+  caf_cfg.add_error_category(vw::pipeline_error_category,
+                             [](uint8_t code, caf::atom_value, const caf::message&) {
+                               return vw::to_string(static_cast<vw::pipeline_errc>(code));
+                             });
+  caf::actor_system sys{caf_cfg};
+  auto exit_code = std::make_shared<std::atomic<int>>(-1);
+  auto sup = sys.spawn(vw::supervisor, supervision(cfg), real_infra(cfg), stats, exit_code);
+  log->info("worker {} running; metrics on http://{}:{}/metrics", cfg.worker_id, cfg.metrics_bind,
+            cfg.metrics_port);
+
+  while (exit_code->load() < 0)
+    if (wait_for_signal(signals, std::chrono::milliseconds{250}))
+      break;
+  if (exit_code->load() >= 0)
+    return exit_code->load();
+
+  log->info("termination signal received");
+  int code = 0;
+  caf::scoped_actor self{sys};
+  self
+    ->request(sup, std::chrono::seconds{cfg.shutdown_timeout_s + 5}, vw::stop_atom::value)
+    .receive([&](caf::ok_atom) { code = 0; },
+             [&](caf::error& err) {
+               log->error("shutdown did not complete: {}", sys.render(err));
+               code = 1;
+             });
+  return code;
+}

@@ -1,0 +1,239 @@
+#include "infra/config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <unistd.h>
+
+namespace vw {
+
+namespace {
+
+std::string trim(std::string s) {
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+[[noreturn]] void refuse(const std::string& name, const std::string& value,
+                         const std::string& rule) {
+  throw config_error("invalid configuration: " + name + "=\"" + value + "\": " + rule);
+}
+
+class reader {
+public:
+  explicit reader(const env_lookup& env) : env_(env) {}
+
+  void text(const char* name, std::string& out, bool may_be_empty = false) {
+    if (auto v = env_(name)) {
+      if (v->empty() && !may_be_empty)
+        refuse(name, *v, "must not be empty");
+      out = *v;
+    }
+  }
+
+  template <class Int>
+  void integer(const char* name, Int& out, long long min, long long max) {
+    auto v = env_(name);
+    if (!v)
+      return;
+    auto s = trim(*v);
+    long long parsed = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), parsed);
+    if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || parsed < min
+        || parsed > max)
+      refuse(name, *v,
+             "must be an integer between " + std::to_string(min) + " and " + std::to_string(max));
+    out = static_cast<Int>(parsed);
+  }
+
+  void list(const char* name, std::vector<std::string>& out) {
+    auto v = env_(name);
+    if (!v)
+      return;
+    out.clear();
+    size_t pos = 0;
+    while (pos <= v->size()) {
+      auto comma = v->find(',', pos);
+      if (comma == std::string::npos)
+        comma = v->size();
+      auto item = trim(v->substr(pos, comma - pos));
+      if (!item.empty())
+        out.push_back(item);
+      pos = comma + 1;
+    }
+  }
+
+  void choice(const char* name, std::string& out, std::initializer_list<const char*> allowed) {
+    auto v = env_(name);
+    if (!v)
+      return;
+    auto s = trim(*v);
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::string options;
+    for (auto* a : allowed) {
+      if (s == a) {
+        out = s;
+        return;
+      }
+      options += options.empty() ? a : std::string{"|"} + a;
+    }
+    refuse(name, *v, "must be one of " + options);
+  }
+
+private:
+  const env_lookup& env_;
+};
+
+std::string default_worker_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0')
+    return std::string{"worker-"} + host;
+  return "worker-1";
+}
+
+} // namespace
+
+bool config::audits(const std::string& status) const {
+  return std::find(audit_statuses.begin(), audit_statuses.end(), status) != audit_statuses.end();
+}
+
+std::vector<std::string> config::describe() const {
+  auto secret = [](const std::string& s) { return s.empty() ? std::string{} : std::string{"****"}; };
+  auto join = [](const std::vector<std::string>& xs) {
+    std::string out;
+    for (auto& x : xs)
+      out += (out.empty() ? "" : ",") + x;
+    return out;
+  };
+  return {
+    "WORKER_ID=" + worker_id,
+    "RABBITMQ_HOST=" + rabbitmq_host,
+    "RABBITMQ_PORT=" + std::to_string(rabbitmq_port),
+    "RABBITMQ_USER=" + rabbitmq_user,
+    "RABBITMQ_PASS=" + secret(rabbitmq_pass),
+    "RABBITMQ_VHOST=" + rabbitmq_vhost,
+    "VALIDATION_QUEUE=" + validation_queue,
+    "REVIEW_QUEUE=" + review_queue,
+    "AGGREGATION_QUEUE=" + aggregation_queue,
+    "PREFETCH_COUNT=" + std::to_string(prefetch_count),
+    "REDIS_HOST=" + redis_host,
+    "REDIS_PORT=" + std::to_string(redis_port),
+    "REDIS_DB=" + std::to_string(redis_db),
+    "REDIS_PASSWORD=" + secret(redis_password),
+    "POSTGRES_HOST=" + postgres_host,
+    "POSTGRES_PORT=" + std::to_string(postgres_port),
+    "POSTGRES_DB=" + postgres_db,
+    "POSTGRES_USER=" + postgres_user,
+    "POSTGRES_PASSWORD=" + secret(postgres_password),
+    "METRICS_BIND=" + metrics_bind,
+    "METRICS_PORT=" + std::to_string(metrics_port),
+    "BATCH_SIZE=" + std::to_string(batch_size),
+    "BATCH_MAX_WAIT_MS=" + std::to_string(batch_max_wait_ms),
+    "MAX_MESSAGE_BYTES=" + std::to_string(max_message_bytes),
+    "PII_FIELDS=" + join(pii_fields),
+    "AUDIT_STATUSES=" + join(audit_statuses),
+    "SHUTDOWN_TIMEOUT=" + std::to_string(shutdown_timeout_s),
+    "STAGE_TIMEOUT_MS=" + std::to_string(stage_timeout_ms),
+    "LOG_LEVEL=" + log_level,
+    "LOG_FORMAT=" + log_format,
+  };
+}
+
+std::map<std::string, std::string> read_dotenv(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::ifstream in{path};
+  std::string line;
+  while (std::getline(in, line)) {
+    line = trim(line);
+    if (line.empty() || line[0] == '#')
+      continue;
+    if (line.rfind("export ", 0) == 0)
+      line = trim(line.substr(7));
+    auto eq = line.find('=');
+    if (eq == std::string::npos)
+      continue;
+    auto name = trim(line.substr(0, eq));
+    auto value = trim(line.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'')
+        && value.back() == value.front())
+      value = value.substr(1, value.size() - 2);
+    else if (auto hash = value.find(" #"); hash != std::string::npos)
+      value = trim(value.substr(0, hash));
+    out[name] = value;
+  }
+  return out;
+}
+
+env_lookup process_env(std::map<std::string, std::string> dotenv) {
+  return [dotenv = std::move(dotenv)](const std::string& name) -> std::optional<std::string> {
+    if (const char* v = std::getenv(name.c_str()))
+      return std::string{v};
+    if (auto i = dotenv.find(name); i != dotenv.end())
+      return i->second;
+    return std::nullopt;
+  };
+}
+
+config load_config(const env_lookup& env) {
+  config c;
+  c.worker_id = default_worker_id();
+  reader r{env};
+  r.text("RABBITMQ_HOST", c.rabbitmq_host);
+  r.integer("RABBITMQ_PORT", c.rabbitmq_port, 1, 65535);
+  r.text("RABBITMQ_USER", c.rabbitmq_user);
+  r.text("RABBITMQ_PASS", c.rabbitmq_pass, true);
+  r.text("RABBITMQ_VHOST", c.rabbitmq_vhost);
+  r.text("VALIDATION_QUEUE", c.validation_queue);
+  r.text("REVIEW_QUEUE", c.review_queue);
+  r.text("AGGREGATION_QUEUE", c.aggregation_queue);
+  r.integer("PREFETCH_COUNT", c.prefetch_count, 1, 65535);
+  r.integer("RABBITMQ_HEARTBEAT", c.rabbitmq_heartbeat_s, 0, 3600);
+  r.text("REDIS_HOST", c.redis_host);
+  r.integer("REDIS_PORT", c.redis_port, 1, 65535);
+  r.integer("REDIS_DB", c.redis_db, 0, 1023);
+  r.text("REDIS_PASSWORD", c.redis_password, true);
+  r.integer("REDIS_TIMEOUT_MS", c.redis_timeout_ms, 10, 600000);
+  r.integer("CLAIM_TTL_S", c.claim_ttl_s, 0, 31536000);
+  r.text("POSTGRES_HOST", c.postgres_host);
+  r.integer("POSTGRES_PORT", c.postgres_port, 1, 65535);
+  r.text("POSTGRES_DB", c.postgres_db);
+  r.text("POSTGRES_USER", c.postgres_user);
+  r.text("POSTGRES_PASSWORD", c.postgres_password, true);
+  r.integer("POSTGRES_TIMEOUT_MS", c.postgres_timeout_ms, 100, 600000);
+  r.text("WORKER_ID", c.worker_id);
+  r.text("METRICS_BIND", c.metrics_bind);
+  r.integer("METRICS_PORT", c.metrics_port, 1, 65535);
+  r.integer("BATCH_SIZE", c.batch_size, 1, 10000);
+  r.integer("BATCH_MAX_WAIT_MS", c.batch_max_wait_ms, 0, 10000);
+  r.integer("MAX_MESSAGE_BYTES", c.max_message_bytes, 64, 1 << 20);
+  std::vector<std::string> extra_pii;
+  r.list("PII_FIELDS", extra_pii);
+  for (auto& f : extra_pii)
+    if (std::find(c.pii_fields.begin(), c.pii_fields.end(), f) == c.pii_fields.end())
+      c.pii_fields.push_back(f);
+  r.list("AUDIT_STATUSES", c.audit_statuses);
+  for (auto& s : c.audit_statuses)
+    if (s != "valid" && s != "invalid" && s != "duplicate")
+      refuse("AUDIT_STATUSES", s, "each entry must be one of valid|invalid|duplicate");
+  r.integer("SHUTDOWN_TIMEOUT", c.shutdown_timeout_s, 1, 3600);
+  r.integer("STAGE_TIMEOUT_MS", c.stage_timeout_ms, 100, 600000);
+  r.integer("BACKOFF_INITIAL_MS", c.backoff_initial_ms, 1, 600000);
+  r.integer("BACKOFF_MAX_MS", c.backoff_max_ms, 1, 3600000);
+  r.integer("RESTART_MAX", c.restart_max, 0, 1000);
+  r.integer("RESTART_WINDOW_S", c.restart_window_s, 1, 86400);
+  r.integer("QUEUE_POLL_INTERVAL_MS", c.queue_poll_interval_ms, 100, 600000);
+  r.choice("LOG_LEVEL", c.log_level, {"trace", "debug", "info", "warn", "error"});
+  r.choice("LOG_FORMAT", c.log_format, {"text", "json"});
+  if (c.backoff_max_ms < c.backoff_initial_ms)
+    refuse("BACKOFF_MAX_MS", std::to_string(c.backoff_max_ms),
+           "must not be below BACKOFF_INITIAL_MS");
+  // A batch can never hold more deliveries than the broker lets us have unacked.
+  c.batch_size = std::min<size_t>(c.batch_size, c.prefetch_count);
+  return c;
+}
+
+} // namespace vw

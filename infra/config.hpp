@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace vw {
+
+// Everything the worker reads from its environment (and `.env`). The only
+// config reader in the project; every knob is listed in `.env.example`.
+struct config {
+  // RabbitMQ
+  std::string rabbitmq_host = "localhost";
+  uint16_t rabbitmq_port = 5672;
+  std::string rabbitmq_user = "guest";
+  std::string rabbitmq_pass = "guest";
+  std::string rabbitmq_vhost = "/";
+  std::string validation_queue = "votes.validation";
+  std::string review_queue = "votes.review";
+  std::string aggregation_queue = "votes.aggregation";
+  uint16_t prefetch_count = 10;
+  int rabbitmq_heartbeat_s = 30;
+
+  // Redis
+  std::string redis_host = "localhost";
+  uint16_t redis_port = 6379;
+  int redis_db = 0;
+  std::string redis_password;
+  int redis_timeout_ms = 5000;
+  int claim_ttl_s = 86400;
+
+  // PostgreSQL
+  std::string postgres_host = "localhost";
+  uint16_t postgres_port = 5432;
+  std::string postgres_db = "election";
+  std::string postgres_user = "election";
+  std::string postgres_password = "election";
+  int postgres_timeout_ms = 10000;
+
+  // Worker
+  std::string worker_id;
+  std::string metrics_bind = "0.0.0.0";
+  uint16_t metrics_port = 8000;
+  size_t batch_size = 100;
+  int batch_max_wait_ms = 5;
+  size_t max_message_bytes = 1024;
+  std::vector<std::string> pii_fields = {"nas", "code"};
+  std::vector<std::string> audit_statuses = {"valid", "invalid", "duplicate"};
+  int shutdown_timeout_s = 30;
+  int stage_timeout_ms = 30000;
+  int backoff_initial_ms = 200;
+  int backoff_max_ms = 30000;
+  int restart_max = 5;
+  int restart_window_s = 60;
+  int queue_poll_interval_ms = 1000;
+  std::string log_level = "info";
+  std::string log_format = "text";
+
+  bool audits(const std::string& status) const;
+  // The effective configuration, one `NAME=value` per entry, secrets masked.
+  std::vector<std::string> describe() const;
+};
+
+// A value that stops start-up; `what()` is one line naming the variable.
+class config_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// Looks a variable up: the real environment first, then `.env`.
+using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Reads `.env`-style `NAME=value` lines (comments, `export`, quotes allowed).
+std::map<std::string, std::string> read_dotenv(const std::string& path);
+
+// The process environment over the given `.env` values.
+env_lookup process_env(std::map<std::string, std::string> dotenv);
+
+// Builds and validates the configuration; throws config_error.
+config load_config(const env_lookup& env);
+
+} // namespace vw

@@ -1,0 +1,105 @@
+#include "infra/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace vw {
+
+using namespace prometheus;
+
+metrics::metrics() : registry_(std::make_shared<Registry>()) {
+  processed_ = &BuildCounter()
+                  .Name("validation_votes_processed_total")
+                  .Help("Deliveries decided, by outcome (valid, invalid, duplicate, malformed)")
+                  .Register(*registry_);
+  errors_ = &BuildCounter()
+               .Name("validation_errors_total")
+               .Help("Malformed messages and failed stage attempts, by error type")
+               .Register(*registry_);
+  redis_ops_ = &BuildCounter()
+                  .Name("redis_operations_total")
+                  .Help("Redis round trips, by operation and status")
+                  .Register(*registry_);
+  db_ops_ = &BuildCounter()
+               .Name("database_operations_total")
+               .Help("PostgreSQL statements, by operation and status")
+               .Register(*registry_);
+  up_ = &BuildGauge()
+           .Name("validation_dependency_up")
+           .Help("1 while the worker's last call to the dependency succeeded")
+           .Register(*registry_);
+  latency_ = &BuildHistogram()
+                .Name("validation_processing_latency_seconds")
+                .Help("Time from delivery to ack")
+                .Register(*registry_)
+                .Add({}, Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                     0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  batch_size_ = &BuildHistogram()
+                   .Name("validation_batch_size")
+                   .Help("Votes per batch sent through the pipeline")
+                   .Register(*registry_)
+                   .Add({}, Histogram::BucketBoundaries{1, 2, 5, 10, 20, 50, 100, 200, 500});
+  queue_size_ = &BuildGauge()
+                   .Name("validation_queue_size")
+                   .Help("Messages ready in the input queue, polled from the broker")
+                   .Register(*registry_)
+                   .Add({});
+  in_flight_ = &BuildGauge()
+                  .Name("validation_in_flight")
+                  .Help("Deliveries received and not yet acked, rejected or requeued")
+                  .Register(*registry_)
+                  .Add({});
+  for (auto* s : {"valid", "invalid", "duplicate", "malformed"})
+    processed_->Add({{"status", s}});
+}
+
+metrics::~metrics() = default;
+
+void metrics::serve(const std::string& bind, uint16_t port) {
+  exposer_ = std::make_unique<Exposer>(bind + ":" + std::to_string(port));
+  exposer_->RegisterCollectable(registry_);
+}
+
+void metrics::vote_processed(const char* status, double latency_seconds) {
+  processed_->Add({{"status", status}}).Increment();
+  latency_->Observe(latency_seconds);
+}
+
+void metrics::error(const std::string& error_type) {
+  errors_->Add({{"error_type", error_type}}).Increment();
+}
+
+void metrics::redis_op(const char* operation, bool ok) {
+  redis_ops_->Add({{"operation", operation}, {"status", ok ? "success" : "error"}}).Increment();
+  up_->Add({{"dependency", "redis"}}).Set(ok ? 1 : 0);
+}
+
+void metrics::database_op(const char* operation, bool ok) {
+  db_ops_->Add({{"operation", operation}, {"status", ok ? "success" : "error"}}).Increment();
+  up_->Add({{"dependency", "postgres"}}).Set(ok ? 1 : 0);
+}
+
+void metrics::queue_size(double n) {
+  queue_size_->Set(n);
+}
+
+void metrics::batch_size(double n) {
+  batch_size_->Observe(n);
+}
+
+void metrics::in_flight(double n) {
+  in_flight_->Set(n);
+}
+
+void metrics::dependency_up(const char* dependency, bool up) {
+  up_->Add({{"dependency", dependency}}).Set(up ? 1 : 0);
+}
+
+double metrics::processed(const char* status) const {
+  return processed_->Add({{"status", status}}).Value();
+}
+
+} // namespace vw
