@@ -70,7 +70,7 @@ void lose_connection(self_ptr self) {
   st.forming = ballot_batch{};
   st.forming_received.clear();
   st.stats->in_flight(0);
-  st.reconnect_at = clock::now();
+  st.reconnect_at = self->clock().now();
 }
 
 // A batch that could not finish: requeue its deliveries and pause intake.
@@ -94,7 +94,7 @@ void fail(self_ptr self, uint64_t id, const char* stage, const caf::error& err) 
       flush_acks(self);
   }
   auto pause = st.failure_backoff.next();
-  st.resume_at = clock::now() + pause;
+  st.resume_at = self->clock().now() + pause;
   if (st.failure_backoff.attempts() == 1)
     st.log->warn("batch of {} votes failed at the {}: {}; requeued, pausing intake for {} ms "
                  "(backing off while it keeps failing)",
@@ -237,7 +237,7 @@ void take(self_ptr self, delivery&& d) {
     return;
   }
   if (st.forming.ballots.empty())
-    st.forming_since = received;
+    st.forming_since = self->clock().now();
   ballot b;
   b.content = std::move(std::get<vote>(decoded));
   b.delivery_tag = d.tag;
@@ -257,7 +257,9 @@ void poll(self_ptr self) {
   auto& st = self->state;
   if (st.drained)
     return;
-  auto now = clock::now();
+  // Pacing uses the actor clock (the deterministic one in tests); latency
+  // metrics use the real clock.
+  auto now = self->clock().now();
   if (!st.connected) {
     if (st.draining) {
       // Nothing can be acked without a channel; the broker has requeued it all.
@@ -273,7 +275,7 @@ void poll(self_ptr self) {
     if (auto r = st.source->open(); r.failed()) {
       st.source->close();
       auto delay = st.reconnect_backoff.next();
-      st.reconnect_at = clock::now() + delay;
+      st.reconnect_at = self->clock().now() + delay;
       st.stats->dependency_up("rabbitmq", false);
       st.log->warn("cannot consume: {}; retrying in {} ms", r.what(), delay.count());
       schedule_poll(self, delay);
@@ -318,7 +320,7 @@ void poll(self_ptr self) {
   }
   auto due = !st.forming.ballots.empty()
              && (st.forming.ballots.size() >= st.settings.batch_size || st.draining
-                 || clock::now() >= st.forming_since + st.settings.batch_max_wait);
+                 || self->clock().now() >= st.forming_since + st.settings.batch_max_wait);
   if (due)
     dispatch(self);
   if (st.draining) {
@@ -327,11 +329,12 @@ void poll(self_ptr self) {
       schedule_poll(self, std::chrono::milliseconds{1});
     return;
   }
-  // Idle with nothing in flight: the blocking wait already paced us.
-  if (!got_any && st.in_flight.empty() && st.forming.ballots.empty())
-    schedule_poll(self, std::chrono::microseconds{1});
-  else
+  // While deliveries flow, poll again right away (behind any stage answers
+  // already queued); otherwise the blocking wait above already paced us.
+  if (got_any || due)
     schedule_poll(self, clock::duration::zero());
+  else
+    schedule_poll(self, std::chrono::microseconds{1});
 }
 
 } // namespace

@@ -1,0 +1,86 @@
+#define CAF_SUITE config
+#include <caf/test/unit_test.hpp>
+
+#include <cstdio>
+#include <fstream>
+
+#include "infra/config.hpp"
+
+using namespace vw;
+
+namespace {
+
+env_lookup from(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    if (auto it = vars.find(name); it != vars.end())
+      return it->second;
+    return std::nullopt;
+  };
+}
+
+std::string refusal(std::map<std::string, std::string> vars) {
+  try {
+    load_config(from(std::move(vars)));
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+} // namespace
+
+CAF_TEST(defaults match the seed) {
+  auto c = load_config(from({}));
+  CAF_CHECK_EQUAL(c.rabbitmq_port, 5672);
+  CAF_CHECK_EQUAL(c.prefetch_count, 10);
+  CAF_CHECK_EQUAL(c.validation_queue, "votes.validation");
+  CAF_CHECK_EQUAL(c.review_queue, "votes.review");
+  CAF_CHECK_EQUAL(c.aggregation_queue, "votes.aggregation");
+  CAF_CHECK_EQUAL(c.max_message_bytes, 1024u);
+  CAF_CHECK_EQUAL(c.pii_fields.size(), 2u);
+  CAF_CHECK(c.audits("valid") && c.audits("invalid") && c.audits("duplicate"));
+  CAF_CHECK_EQUAL(c.batch_size, 10u); // never above the prefetch
+}
+
+CAF_TEST(bad values name the variable) {
+  auto prefetch = refusal({{"PREFETCH_COUNT", "0"}});
+  CAF_CHECK(prefetch.find("PREFETCH_COUNT") != std::string::npos);
+  CAF_CHECK(refusal({{"RABBITMQ_PORT", "abc"}}).find("RABBITMQ_PORT=\"abc\"") != std::string::npos);
+  CAF_CHECK(refusal({{"REDIS_PORT", "70000"}}).find("REDIS_PORT") != std::string::npos);
+  CAF_CHECK(refusal({{"METRICS_PORT", "80x"}}).find("METRICS_PORT") != std::string::npos);
+  CAF_CHECK(refusal({{"LOG_LEVEL", "loud"}}).find("LOG_LEVEL") != std::string::npos);
+  CAF_CHECK(refusal({{"AUDIT_STATUSES", "valid,maybe"}}).find("AUDIT_STATUSES") != std::string::npos);
+  CAF_CHECK(refusal({{"RABBITMQ_HOST", ""}}).find("RABBITMQ_HOST") != std::string::npos);
+  CAF_CHECK_EQUAL(refusal({{"PREFETCH_COUNT", " 50 "}}), "accepted");
+}
+
+CAF_TEST(secrets are masked in the effective configuration) {
+  auto c = load_config(from({{"POSTGRES_PASSWORD", "Sup3rS3cret"}, {"RABBITMQ_PASS", "rabbitpw"},
+                             {"REDIS_PASSWORD", "redispw"}}));
+  for (auto& line : c.describe()) {
+    CAF_CHECK(line.find("Sup3rS3cret") == std::string::npos);
+    CAF_CHECK(line.find("rabbitpw") == std::string::npos);
+    CAF_CHECK(line.find("redispw") == std::string::npos);
+  }
+}
+
+CAF_TEST(dotenv values are read and the real environment wins) {
+  auto path = std::string{"/tmp/vw-config-test-"} + std::to_string(::getpid()) + ".env";
+  {
+    std::ofstream out{path};
+    out << "# comment\nexport WORKER_ID=from-file\nPREFETCH_COUNT=\"250\"\n"
+        << "METRICS_PORT=9100 # trailing comment\nVW_TEST_ONLY_VAR=file\n";
+  }
+  auto dotenv = read_dotenv(path);
+  std::remove(path.c_str());
+  CAF_CHECK_EQUAL(dotenv["WORKER_ID"], "from-file");
+  CAF_CHECK_EQUAL(dotenv["PREFETCH_COUNT"], "250");
+  CAF_CHECK_EQUAL(dotenv["METRICS_PORT"], "9100");
+  ::setenv("VW_TEST_ONLY_VAR", "env", 1);
+  auto env = process_env(dotenv);
+  CAF_CHECK_EQUAL(*env("VW_TEST_ONLY_VAR"), "env");
+  ::unsetenv("VW_TEST_ONLY_VAR");
+  auto c = load_config(env);
+  CAF_CHECK_EQUAL(c.prefetch_count, 250);
+  CAF_CHECK_EQUAL(c.metrics_port, 9100);
+}
