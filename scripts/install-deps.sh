@@ -18,10 +18,11 @@ BUILD_PKGS=(
   libboost-json1.81-dev libspdlog-dev libssl-dev
 )
 # redis-tools: redis-cli for stack.sh/load-voters.sh; python3-minimal: sha256
-# generator of load-voters.sh; procps/iproute2: pgrep/ss used by stack.sh.
+# generator of load-voters.sh; procps/iproute2: pgrep/ss used by stack.sh;
+# amqp-tools: amqp-publish for scripts/publish-sample-votes.sh.
 SERVER_PKGS=(
   rabbitmq-server redis-server postgresql postgresql-client redis-tools
-  curl procps iproute2 python3-minimal
+  curl procps iproute2 python3-minimal amqp-tools
 )
 # Names checked with `apt-cache policy` on Debian 12 (bookworm). libfmt9 is
 # spdlog's, libssl3 CAF-openssl's and librabbitmq's; both come in as

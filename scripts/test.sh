@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Command 2 of the README: the whole test suite on a fresh Debian 12 machine.
+# Installs what is needed, builds, brings up RabbitMQ, Redis and PostgreSQL on
+# 127.0.0.1 (reusing any already running on the standard ports), runs ctest,
+# and stops the servers this run started.
+#   scripts/test.sh [ctest args...]      e.g. scripts/test.sh -L unit
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deps.sh all
+scripts/build.sh --tests
+
+started_before=$(cat .stack/started 2>/dev/null || true)
+cleanup() {
+  # Stop only what this run started; a stack that was up before stays up.
+  if [[ -z "$started_before" ]]; then
+    scripts/stack.sh down || true
+  fi
+}
+trap cleanup EXIT
+scripts/stack.sh up
+
+cd build
+ctest --output-on-failure --timeout 900 "$@"
