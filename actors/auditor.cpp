@@ -7,9 +7,20 @@ auditor_actor::behavior_type auditor(auditor_actor::stateful_pointer<auditor_sta
                                      std::shared_ptr<metrics> stats) {
   self->state.audit = std::move(audit);
   self->state.stats = std::move(stats);
+  self->send(self, tick_atom::value);
   return {
+    [self](tick_atom) {
+      auto& st = self->state;
+      if (st.health.idle()) {
+        auto result = st.audit->probe();
+        st.stats->dependency_up("postgres", !result.failed());
+        st.health.report(result);
+      }
+      self->delayed_send(self, stage_health::probe_interval, tick_atom::value);
+    },
     [self](audit_atom, ballot_batch& batch) -> caf::result<ballot_batch> {
       auto& st = self->state;
+      st.health.touch();
       auto result = st.audit->record(batch.ballots, batch.processed_time_us);
       st.stats->database_op("insert_audit", !result.failed());
       st.health.report(result);

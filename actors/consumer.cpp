@@ -66,6 +66,7 @@ void lose_connection(self_ptr self) {
   st.source->close();
   st.connected = false;
   st.stats->dependency_up("rabbitmq", false);
+  st.stats->consuming(false);
   st.unsettled.clear();
   st.forming = ballot_batch{};
   st.forming_received.clear();
@@ -285,7 +286,8 @@ void poll(self_ptr self) {
     ++st.epoch;
     st.reconnect_backoff.reset();
     st.stats->dependency_up("rabbitmq", true);
-    st.log->info("consuming (prefetch and batch size {} / {} ms)", st.settings.batch_size,
+    st.stats->consuming(true);
+    st.log->info("consuming: batches of up to {} votes, closed after {} ms", st.settings.batch_size,
                  st.settings.batch_max_wait.count());
   }
   if (!st.draining && now < st.resume_at) {
@@ -359,6 +361,7 @@ consumer_actor::behavior_type consumer(consumer_actor::stateful_pointer<consumer
       st.drain_promise = self->make_response_promise<drained_atom>();
       if (!st.draining) {
         st.draining = true;
+        st.stats->consuming(false);
         if (st.connected)
           if (auto r = st.source->cancel(); r.failed())
             st.log->warn("basic.cancel failed: {}", r.what());

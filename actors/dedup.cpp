@@ -10,6 +10,7 @@ dedup_actor::behavior_type dedup(dedup_actor::stateful_pointer<dedup_state> self
   return {
     [self](claim_atom, ballot_batch& batch) -> caf::result<ballot_batch> {
       auto& st = self->state;
+      st.health.touch();
       auto result = st.claims->claim(batch.ballots);
       st.stats->redis_op("claim", !result.failed());
       st.health.report(result);

@@ -18,8 +18,10 @@
 namespace vw {
 
 // Checks each ballot's voter against valid_hashes; unknown voters become invalid.
+// tick (all stages that own a connection): probe it while idle, for /readyz.
 using validator_actor
-  = caf::typed_actor<caf::replies_to<validate_atom, ballot_batch>::with<ballot_batch>>;
+  = caf::typed_actor<caf::replies_to<validate_atom, ballot_batch>::with<ballot_batch>,
+                     caf::reacts_to<tick_atom>>;
 
 // Claims each remaining ballot's voter atomically: valid, or duplicate with its count.
 // Releases the fresh claims of a batch whose audit failed.
@@ -30,11 +32,13 @@ using dedup_actor
 // Writes the batch's audit rows in one transaction; may demote a valid ballot
 // the database already counted to duplicate.
 using auditor_actor
-  = caf::typed_actor<caf::replies_to<audit_atom, ballot_batch>::with<ballot_batch>>;
+  = caf::typed_actor<caf::replies_to<audit_atom, ballot_batch>::with<ballot_batch>,
+                     caf::reacts_to<tick_atom>>;
 
 // Publishes the batch to the output queues and answers once the broker confirmed.
 using publisher_actor
-  = caf::typed_actor<caf::replies_to<emit_atom, ballot_batch>::with<caf::ok_atom>>;
+  = caf::typed_actor<caf::replies_to<emit_atom, ballot_batch>::with<caf::ok_atom>,
+                     caf::reacts_to<tick_atom>>;
 
 // The stages a batch goes through, in order.
 struct pipeline_stages {

@@ -7,9 +7,20 @@ publisher_actor::behavior_type publisher(publisher_actor::stateful_pointer<publi
                                          std::shared_ptr<metrics> stats) {
   self->state.sink = std::move(sink);
   self->state.stats = std::move(stats);
+  self->send(self, tick_atom::value);
   return {
+    [self](tick_atom) {
+      auto& st = self->state;
+      if (st.health.idle()) {
+        auto result = st.sink->probe();
+        st.stats->dependency_up("rabbitmq_publisher", !result.failed());
+        st.health.report(result);
+      }
+      self->delayed_send(self, stage_health::probe_interval, tick_atom::value);
+    },
     [self](emit_atom, const ballot_batch& batch) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
+      st.health.touch();
       auto result = st.sink->publish(batch.ballots, batch.processed_time_us);
       st.stats->dependency_up("rabbitmq_publisher", !result.failed());
       st.health.report(result);

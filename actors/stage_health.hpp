@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -30,12 +31,18 @@ public:
   }
 
   bool up() const { return up_; }
+
+  // Probing while idle keeps /readyz truthful between batches.
+  static constexpr std::chrono::seconds probe_interval{5};
+  void touch() { last_call_ = std::chrono::steady_clock::now(); }
+  bool idle() const { return std::chrono::steady_clock::now() - last_call_ >= probe_interval; }
   spdlog::logger& log() { return *log_; }
 
 private:
   std::shared_ptr<spdlog::logger> log_;
   std::string dependency_;
   bool up_ = true;
+  std::chrono::steady_clock::time_point last_call_{};
 };
 
 } // namespace vw

@@ -8,7 +8,17 @@ validator_actor::behavior_type validator(validator_actor::stateful_pointer<valid
   self->state.stats = std::move(stats);
   // Only this actor uses the connection from here on (hiredis is not thread-safe).
   self->state.registry = std::move(registry);
+  self->send(self, tick_atom::value);
   return {
+    [self](tick_atom) {
+      auto& st = self->state;
+      if (st.health.idle()) {
+        auto result = st.registry->probe();
+        st.stats->dependency_up("redis", !result.failed());
+        st.health.report(result);
+      }
+      self->delayed_send(self, stage_health::probe_interval, tick_atom::value);
+    },
     [self](validate_atom, ballot_batch& batch) -> caf::result<ballot_batch> {
       auto& st = self->state;
       std::vector<const std::string*> hashes;
@@ -19,6 +29,7 @@ validator_actor::behavior_type validator(validator_actor::stateful_pointer<valid
           pending.push_back(&b);
         }
       std::vector<bool> known;
+      st.health.touch();
       auto result = st.registry->known_voters(hashes, known);
       st.stats->redis_op("check_voters", !result.failed());
       st.health.report(result);

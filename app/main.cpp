@@ -13,6 +13,7 @@
 #include "infra/amqp.hpp"
 #include "infra/backoff.hpp"
 #include "infra/config.hpp"
+#include "infra/http_server.hpp"
 #include "infra/log.hpp"
 #include "infra/metrics.hpp"
 #include "infra/postgres.hpp"
@@ -104,7 +105,22 @@ vw::supervisor_settings supervision(const vw::config& cfg) {
 
 } // namespace
 
-int main() {
+// `--health-check`: asks this host's worker (METRICS_PORT) whether it is ready.
+int health_check(const vw::config& cfg) {
+  std::string body;
+  int status = vw::http_get_status("127.0.0.1", cfg.metrics_port, "/readyz", &body);
+  std::printf("%s\n", status == 0 ? "worker not reachable" : body.c_str());
+  return status == 200 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  bool check_only = argc > 1 && std::string{argv[1]} == "--health-check";
+  if (argc > 1 && !check_only) {
+    std::fprintf(stderr, "usage: %s [--health-check]\n"
+                         "Configuration comes from the environment and ./.env "
+                         "(see .env.example).\n", argv[0]);
+    return 2;
+  }
   // Signals are taken by sigtimedwait in this thread only.
   sigset_t signals;
   sigemptyset(&signals);
@@ -120,6 +136,8 @@ int main() {
     std::fprintf(stderr, "validation-worker: %s\n", e.what());
     return 2;
   }
+  if (check_only)
+    return health_check(cfg);
   vw::setup_logging(cfg.worker_id, cfg.log_format, cfg.log_level);
   auto log = vw::stage_logger("main");
   std::string effective;
@@ -131,7 +149,7 @@ int main() {
   try {
     stats->serve(cfg.metrics_bind, cfg.metrics_port);
   } catch (const std::exception& e) {
-    log->critical("cannot serve metrics on {}:{}: {}; set METRICS_PORT to a free port",
+    log->critical("cannot serve /metrics on {}:{}: {}; set METRICS_PORT to a free port",
                   cfg.metrics_bind, cfg.metrics_port, e.what());
     return 1;
   }
@@ -153,8 +171,8 @@ int main() {
   caf::actor_system sys{caf_cfg};
   auto exit_code = std::make_shared<std::atomic<int>>(-1);
   auto sup = sys.spawn(vw::supervisor, supervision(cfg), real_infra(cfg), stats, exit_code);
-  log->info("worker {} running; metrics on http://{}:{}/metrics", cfg.worker_id, cfg.metrics_bind,
-            cfg.metrics_port);
+  log->info("worker {} running; http://{}:{}/metrics, /healthz and /readyz", cfg.worker_id,
+            cfg.metrics_bind, cfg.metrics_port);
 
   while (exit_code->load() < 0)
     if (wait_for_signal(signals, std::chrono::milliseconds{250}))

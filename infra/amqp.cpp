@@ -364,6 +364,15 @@ status amqp_vote_sink::publish(const std::vector<ballot>& ballots, int64_t proce
   return st;
 }
 
+status amqp_vote_sink::probe() {
+  if (session_.connected())
+    return status::ok();
+  auto st = open();
+  if (!st)
+    session_.close();
+  return st;
+}
+
 status amqp_vote_sink::await_confirms(uint64_t first, uint64_t last) {
   std::vector<bool> confirmed(last - first + 1, false);
   size_t pending = confirmed.size();

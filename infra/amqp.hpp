@@ -92,6 +92,7 @@ public:
                  std::string worker_id);
 
   status publish(const std::vector<ballot>& ballots, int64_t processed_time_us) override;
+  status probe() override;
 
 private:
   status open();

@@ -1,10 +1,10 @@
 #include "infra/metrics.hpp"
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 namespace vw {
 
@@ -52,15 +52,71 @@ metrics::metrics() : registry_(std::make_shared<Registry>()) {
                   .Help("Deliveries received and not yet acked, rejected or requeued")
                   .Register(*registry_)
                   .Add({});
+  ready_ = &BuildGauge()
+              .Name("validation_worker_ready")
+              .Help("1 while the worker is consuming and its dependencies answer")
+              .Register(*registry_)
+              .Add({});
+  for (auto* d : {"rabbitmq", "rabbitmq_publisher", "redis", "postgres"})
+    up_->Add({{"dependency", d}}).Set(std::string{d} == "rabbitmq" ? 0 : 1);
   for (auto* s : {"valid", "invalid", "duplicate", "malformed"})
     processed_->Add({{"status", s}});
 }
 
-metrics::~metrics() = default;
+metrics::~metrics() {
+  http_.stop(); // the server thread reads the members below
+}
 
 void metrics::serve(const std::string& bind, uint16_t port) {
-  exposer_ = std::make_unique<Exposer>(bind + ":" + std::to_string(port));
-  exposer_->RegisterCollectable(registry_);
+  http_.start(bind, port, [this](const std::string& path) { return handle(path); });
+}
+
+void metrics::stop_serving() {
+  http_.stop();
+}
+
+http_response metrics::handle(const std::string& path) const {
+  http_response r;
+  if (path == "/metrics") {
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = exposition();
+  } else if (path == "/healthz") {
+    r.content_type = "application/json";
+    r.body = R"({"status":"alive"})";
+  } else if (path == "/readyz") {
+    r.content_type = "application/json";
+    r.status = ready() ? 200 : 503;
+    r.body = readiness_json();
+  } else {
+    r.status = 404;
+    r.body = "not found: try /metrics, /healthz or /readyz\n";
+  }
+  return r;
+}
+
+std::string metrics::exposition() const {
+  return TextSerializer{}.Serialize(registry_->Collect());
+}
+
+bool metrics::ready() const {
+  return consuming_ && rabbitmq_up_ && publisher_up_ && redis_up_ && postgres_up_;
+}
+
+std::string metrics::readiness_json() const {
+  auto state = [](bool up) { return up ? "\"up\"" : "\"down\""; };
+  return std::string{R"({"status":")"} + (ready() ? "ready" : "not_ready")
+         + R"(","consuming":)" + (consuming_ ? "true" : "false")
+         + R"(,"dependencies":{"rabbitmq":)" + state(rabbitmq_up_ && publisher_up_)
+         + R"(,"redis":)" + state(redis_up_) + R"(,"postgres":)" + state(postgres_up_) + "}}";
+}
+
+void metrics::update_ready() {
+  ready_->Set(ready() ? 1 : 0);
+}
+
+void metrics::consuming(bool on) {
+  consuming_ = on;
+  update_ready();
 }
 
 void metrics::vote_processed(const char* status, double latency_seconds) {
@@ -74,12 +130,12 @@ void metrics::error(const std::string& error_type) {
 
 void metrics::redis_op(const char* operation, bool ok) {
   redis_ops_->Add({{"operation", operation}, {"status", ok ? "success" : "error"}}).Increment();
-  up_->Add({{"dependency", "redis"}}).Set(ok ? 1 : 0);
+  dependency_up("redis", ok);
 }
 
 void metrics::database_op(const char* operation, bool ok) {
   db_ops_->Add({{"operation", operation}, {"status", ok ? "success" : "error"}}).Increment();
-  up_->Add({{"dependency", "postgres"}}).Set(ok ? 1 : 0);
+  dependency_up("postgres", ok);
 }
 
 void metrics::queue_size(double n) {
@@ -96,6 +152,16 @@ void metrics::in_flight(double n) {
 
 void metrics::dependency_up(const char* dependency, bool up) {
   up_->Add({{"dependency", dependency}}).Set(up ? 1 : 0);
+  std::string d{dependency};
+  if (d == "rabbitmq")
+    rabbitmq_up_ = up;
+  else if (d == "rabbitmq_publisher")
+    publisher_up_ = up;
+  else if (d == "redis")
+    redis_up_ = up;
+  else if (d == "postgres")
+    postgres_up_ = up;
+  update_ready();
 }
 
 double metrics::processed(const char* status) const {

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
+#include "infra/http_server.hpp"
+
 namespace prometheus {
 class Registry;
-class Exposer;
 class Counter;
 class Gauge;
 class Histogram;
@@ -13,9 +15,9 @@ template <typename T>
 class Family;
 } // namespace prometheus
 
-// The Prometheus metrics of DESIGN.md §1 (plus a few of our own), served on
-// METRICS_BIND:METRICS_PORT. Counters are thread-safe: every actor updates
-// them directly.
+// The Prometheus metrics of DESIGN.md §1 (plus a few of our own) and the
+// worker's health, served on METRICS_BIND:METRICS_PORT as /metrics, /healthz
+// and /readyz. Thread-safe: every actor updates it directly.
 namespace vw {
 
 class metrics {
@@ -23,8 +25,9 @@ public:
   metrics();
   ~metrics();
 
-  // Starts the HTTP exposer; throws std::runtime_error if the port is taken.
+  // Starts the HTTP endpoint; throws std::runtime_error if the port is taken.
   void serve(const std::string& bind, uint16_t port);
+  void stop_serving();
 
   void vote_processed(const char* status, double latency_seconds);
   void error(const std::string& error_type);
@@ -33,7 +36,16 @@ public:
   void queue_size(double n);
   void batch_size(double n);
   void in_flight(double n);
+  // dependency: rabbitmq (consumer), rabbitmq_publisher, redis, postgres.
   void dependency_up(const char* dependency, bool up);
+  void consuming(bool on);
+
+  // Ready: consuming and every dependency answered its last call.
+  bool ready() const;
+  // The /readyz body.
+  std::string readiness_json() const;
+  // The /metrics body.
+  std::string exposition() const;
 
   // Current value of validation_votes_processed_total{status}, for logs.
   double processed(const char* status) const;
@@ -42,7 +54,15 @@ public:
 
 private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  http_response handle(const std::string& path) const;
+  void update_ready();
+
+  http_server http_;
+  std::atomic<bool> rabbitmq_up_{false};
+  std::atomic<bool> publisher_up_{true};
+  std::atomic<bool> redis_up_{true};
+  std::atomic<bool> postgres_up_{true};
+  std::atomic<bool> consuming_{false};
   prometheus::Family<prometheus::Counter>* processed_;
   prometheus::Family<prometheus::Counter>* errors_;
   prometheus::Family<prometheus::Counter>* redis_ops_;
@@ -52,6 +72,7 @@ private:
   prometheus::Histogram* batch_size_;
   prometheus::Gauge* queue_size_;
   prometheus::Gauge* in_flight_;
+  prometheus::Gauge* ready_;
 };
 
 } // namespace vw

@@ -47,6 +47,8 @@ public:
   // Sets known[i] to whether hashes[i] is a registered voter.
   virtual status known_voters(const std::vector<const std::string*>& hashes,
                               std::vector<bool>& known) = 0;
+  // Checks the connection (PING) so readiness is true while idle too.
+  virtual status probe() = 0;
 };
 
 // Redis SET voted_hashes and the claim keys: the atomic one-vote-per-voter claim.
@@ -68,6 +70,7 @@ public:
   // row the database refused (a counted vote already exists) is turned into a
   // duplicate.
   virtual status record(std::vector<ballot>& ballots, int64_t processed_time_us) = 0;
+  virtual status probe() = 0;
 };
 
 // The output queues, with publisher confirms.
@@ -76,6 +79,7 @@ public:
   virtual ~vote_sink() = default;
   // Publishes every decided ballot and returns once the broker confirmed all.
   virtual status publish(const std::vector<ballot>& ballots, int64_t processed_time_us) = 0;
+  virtual status probe() = 0;
 };
 
 // The broker's view of the input queue, for validation_queue_size.

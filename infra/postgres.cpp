@@ -182,6 +182,10 @@ pg_audit_log::pg_audit_log(pg_settings s, std::string worker_id,
                            std::vector<std::string> audited_statuses)
   : db_(std::move(s)), worker_id_(std::move(worker_id)), audited_(std::move(audited_statuses)) {}
 
+status pg_audit_log::probe() {
+  return db_.exec("SELECT 1", {});
+}
+
 status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time_us) {
   namespace json = boost::json;
   auto audited = [&](verdict v) {

@@ -61,6 +61,7 @@ public:
   pg_audit_log(pg_settings s, std::string worker_id, std::vector<std::string> audited_statuses);
 
   status record(std::vector<ballot>& ballots, int64_t processed_time_us) override;
+  status probe() override;
 
 private:
   pg_connection db_;

@@ -251,6 +251,20 @@ status redis_client::claim(std::vector<ballot>& ballots) {
   return status::ok();
 }
 
+status redis_client::probe() {
+  redisReply* raw = nullptr;
+  auto st = run({"PING"}, &raw);
+  reply_guard r{raw};
+  if (!st)
+    return st;
+  if (r->type == REDIS_REPLY_ERROR) {
+    std::string why{r->str, r->len};
+    close();
+    return status::failure("Redis PING refused: " + why);
+  }
+  return status::ok();
+}
+
 status redis_client::release(const std::vector<ballot>& ballots) {
   std::vector<std::string> args;
   for (auto& b : ballots)

@@ -48,6 +48,7 @@ public:
                       std::vector<bool>& known) override;
   status claim(std::vector<ballot>& ballots) override;
   status release(const std::vector<ballot>& ballots) override;
+  status probe() override;
 
 private:
   // Runs one command, reconnecting first if needed; the caller frees *out.

@@ -117,6 +117,7 @@ public:
       known.push_back(voters.count(*h) > 0);
     return status::ok();
   }
+  status probe() override { return down ? status::failure("Redis connection refused") : status::ok(); }
 };
 
 // The claim semantics of the Lua script, in memory.
@@ -188,6 +189,9 @@ public:
     }
     return status::ok();
   }
+  status probe() override {
+    return down ? status::failure("PostgreSQL connection refused") : status::ok();
+  }
 };
 
 class fake_sink : public vote_sink {
@@ -208,6 +212,7 @@ public:
     }
     return status::ok();
   }
+  status probe() override { return down ? status::failure("no broker") : status::ok(); }
 };
 
 } // namespace vw::testing
