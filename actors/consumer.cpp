@@ -126,7 +126,7 @@ void complete(self_ptr self, uint64_t id) {
   for (size_t i = 0; i < rec.tags.size(); ++i) {
     st.unsettled[rec.tags[i]] = true;
     auto latency = std::chrono::duration<double>(now - rec.received[i]).count();
-    st.stats->vote_processed(to_string(rec.outcomes[i]), latency);
+    st.stats->vote_processed(rec.outcomes[i], latency);
   }
   flush_acks(self);
   finish_drain_if_done(self);
@@ -230,7 +230,8 @@ void take(self_ptr self, delivery&& d) {
   auto decoded = decode_vote(d.body, fallback, st.settings.decode);
   if (auto* bad = std::get_if<malformed>(&decoded)) {
     st.stats->error(bad->error_type);
-    st.stats->vote_processed("malformed", std::chrono::duration<double>(clock::now() - received).count());
+    st.stats->malformed_processed(
+      std::chrono::duration<double>(clock::now() - received).count());
     log_malformed(self, d.tag, *bad);
     st.unsettled.erase(d.tag);
     if (st.source->reject(d.tag); st.source->healthy())
@@ -333,10 +334,11 @@ void poll(self_ptr self) {
   }
   // While deliveries flow, poll again right away (behind any stage answers
   // already queued); otherwise the blocking wait above already paced us.
-  if (got_any || due)
-    schedule_poll(self, clock::duration::zero());
-  else
+  auto idle = !got_any && !due;
+  if (idle && st.settings.pace_idle_polls_with_clock)
     schedule_poll(self, std::chrono::microseconds{1});
+  else
+    schedule_poll(self, clock::duration::zero());
 }
 
 } // namespace

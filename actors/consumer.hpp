@@ -23,6 +23,12 @@ struct consumer_settings {
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
   std::chrono::milliseconds idle_wait{50};
+  // Pace polls that found nothing with the actor clock instead of an
+  // immediate self-send. The blocking wait on the socket already paces the
+  // real consumer, and the clock costs a timer-thread wake-up per poll; the
+  // deterministic test coordinator needs it because it re-runs an actor with
+  // mail before any other.
+  bool pace_idle_polls_with_clock = false;
   decode_options decode;
 };
 

@@ -1,6 +1,7 @@
 #include "infra/amqp.hpp"
 
 #include <cstring>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <amqp.h>
@@ -204,9 +205,17 @@ std::optional<delivery> amqp_delivery_source::next(std::chrono::microseconds tim
   if (!session_.connected())
     return std::nullopt;
   auto* conn = session_.raw();
+  if (amqp_frames_enqueued(conn) == 0 && amqp_data_in_buffer(conn) == 0) {
+    // Block in poll(2) ourselves: rabbitmq-c's own timeout handling was seen
+    // returning at once, turning an idle wait into a busy loop.
+    pollfd pfd{amqp_get_sockfd(conn), POLLIN, 0};
+    auto ms = static_cast<int>((timeout.count() + 999) / 1000);
+    if (::poll(&pfd, 1, ms) == 0)
+      return std::nullopt;
+  }
   amqp_maybe_release_buffers(conn);
   amqp_envelope_t env;
-  auto tv = to_timeval(timeout);
+  auto tv = to_timeval(std::max(timeout, std::chrono::microseconds{1000}));
   auto r = amqp_consume_message(conn, &env, &tv, 0);
   if (r.reply_type == AMQP_RESPONSE_NORMAL) {
     delivery d;

@@ -59,8 +59,10 @@ metrics::metrics() : registry_(std::make_shared<Registry>()) {
               .Add({});
   for (auto* d : {"rabbitmq", "rabbitmq_publisher", "redis", "postgres"})
     up_->Add({{"dependency", d}}).Set(std::string{d} == "rabbitmq" ? 0 : 1);
-  for (auto* s : {"valid", "invalid", "duplicate", "malformed"})
-    processed_->Add({{"status", s}});
+  valid_ = &processed_->Add({{"status", "valid"}});
+  invalid_ = &processed_->Add({{"status", "invalid"}});
+  duplicate_ = &processed_->Add({{"status", "duplicate"}});
+  malformed_ = &processed_->Add({{"status", "malformed"}});
 }
 
 metrics::~metrics() {
@@ -119,8 +121,25 @@ void metrics::consuming(bool on) {
   update_ready();
 }
 
-void metrics::vote_processed(const char* status, double latency_seconds) {
-  processed_->Add({{"status", status}}).Increment();
+void metrics::vote_processed(verdict outcome, double latency_seconds) {
+  switch (outcome) {
+    case verdict::valid:
+      valid_->Increment();
+      break;
+    case verdict::invalid:
+      invalid_->Increment();
+      break;
+    case verdict::duplicate:
+      duplicate_->Increment();
+      break;
+    case verdict::pending:
+      break;
+  }
+  latency_->Observe(latency_seconds);
+}
+
+void metrics::malformed_processed(double latency_seconds) {
+  malformed_->Increment();
   latency_->Observe(latency_seconds);
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "infra/http_server.hpp"
+#include "messages/vote.hpp"
 
 namespace prometheus {
 class Registry;
@@ -29,7 +30,8 @@ public:
   void serve(const std::string& bind, uint16_t port);
   void stop_serving();
 
-  void vote_processed(const char* status, double latency_seconds);
+  void vote_processed(verdict outcome, double latency_seconds);
+  void malformed_processed(double latency_seconds);
   void error(const std::string& error_type);
   void redis_op(const char* operation, bool ok);
   void database_op(const char* operation, bool ok);
@@ -73,6 +75,11 @@ private:
   prometheus::Gauge* queue_size_;
   prometheus::Gauge* in_flight_;
   prometheus::Gauge* ready_;
+  // The per-vote counters, looked up once (a family lookup builds a label map).
+  prometheus::Counter* valid_;
+  prometheus::Counter* invalid_;
+  prometheus::Counter* duplicate_;
+  prometheus::Counter* malformed_;
 };
 
 } // namespace vw

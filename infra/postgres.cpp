@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <poll.h>
 
-#include <boost/json.hpp>
 #include <libpq-fe.h>
 
 #include "infra/vote_codec.hpp"
@@ -186,34 +185,49 @@ status pg_audit_log::probe() {
   return db_.exec("SELECT 1", {});
 }
 
+namespace {
+
+// One element of the jsonb_to_recordset input.
+void append_row(std::string& out, const ballot& b, verdict status, const std::string& worker_id) {
+  out += out.size() > 1 ? ",{" : "{";
+  out += "\"voter_hash\":\"";
+  out += b.content.voter_hash; // 64 hex characters, checked by the decoder
+  out += "\",\"candidate_id\":";
+  out += std::to_string(b.content.candidate_id);
+  out += ",\"status\":\"";
+  out += to_string(status);
+  out += "\",\"vote_timestamp\":\"";
+  out += format_iso8601_us(b.content.vote_time_us);
+  out += "\",\"redelivered\":";
+  out += b.redelivered ? "true" : "false";
+  out += ",\"fingerprint\":\"";
+  out += b.content.fingerprint;
+  out += "\",\"metadata\":";
+  out += encode_audit_metadata(b, worker_id);
+  out += '}';
+}
+
+} // namespace
+
 status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time_us) {
-  namespace json = boost::json;
   auto audited = [&](verdict v) {
     return std::find(audited_.begin(), audited_.end(), to_string(v)) != audited_.end();
   };
-  json::array rows;
-  for (auto& b : ballots) {
-    if (b.status == verdict::pending || !audited(b.status))
-      continue;
-    json::object r;
-    r["voter_hash"] = b.content.voter_hash;
-    r["candidate_id"] = b.content.candidate_id;
-    r["status"] = to_string(b.status);
-    r["vote_timestamp"] = format_iso8601_us(b.content.vote_time_us);
-    r["metadata"] = json::parse(encode_audit_metadata(b, worker_id_));
-    r["redelivered"] = b.redelivered;
-    r["fingerprint"] = b.content.fingerprint;
-    rows.push_back(std::move(r));
-  }
-  if (rows.empty())
+  std::string rows = "[";
+  rows.reserve(ballots.size() * 400);
+  for (auto& b : ballots)
+    if (b.status != verdict::pending && audited(b.status))
+      append_row(rows, b, b.status, worker_id_);
+  rows += ']';
+  if (rows.size() == 2)
     return status::ok();
   auto processed = format_iso8601_us(processed_time_us);
   std::vector<pg_connection::row> valid_rows;
-  if (auto st = db_.exec(record_sql, {json::serialize(rows), processed}, &valid_rows); !st)
+  if (auto st = db_.exec(record_sql, {rows, processed}, &valid_rows); !st)
     return st;
   // A valid vote the database did not take, and whose counted row belongs to
   // another message, is a second vote: the audit log outranks Redis.
-  json::array demoted;
+  std::string demoted = "[";
   for (auto& r : valid_rows) {
     if (r.size() < 3 || r[1] == std::optional<std::string>{"t"})
       continue;
@@ -226,19 +240,13 @@ status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time
       b.claim = claim_result::taken;
       b.duplicate_count = std::max<int64_t>(b.duplicate_count, 1);
       b.review_reason = "voter already has a counted vote in the audit log";
-      if (audited(verdict::duplicate)) {
-        json::object d;
-        d["voter_hash"] = b.content.voter_hash;
-        d["candidate_id"] = b.content.candidate_id;
-        d["status"] = "duplicate";
-        d["vote_timestamp"] = format_iso8601_us(b.content.vote_time_us);
-        d["metadata"] = json::parse(encode_audit_metadata(b, worker_id_));
-        demoted.push_back(std::move(d));
-      }
+      if (audited(verdict::duplicate))
+        append_row(demoted, b, verdict::duplicate, worker_id_);
     }
   }
-  if (!demoted.empty())
-    return db_.exec(insert_sql, {json::serialize(demoted), processed});
+  demoted += ']';
+  if (demoted.size() > 2)
+    return db_.exec(insert_sql, {demoted, processed});
   return status::ok();
 }
 

@@ -258,12 +258,29 @@ std::string format_iso8601_us(int64_t us) {
   int64_t y;
   unsigned m, d;
   civil_from_days(days, y, m, d);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%06lldZ",
-                static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600),
-                static_cast<long long>(rem / 60 % 60), static_cast<long long>(rem % 60),
-                static_cast<long long>(frac));
-  return buf;
+  // YYYY-MM-DDTHH:MM:SS.ffffffZ, written digit by digit (no printf on the hot path).
+  std::string out(27, '0');
+  auto put = [&](size_t pos, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i) {
+      out[pos + static_cast<size_t>(i)] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+  };
+  put(0, y, 4);
+  out[4] = '-';
+  put(5, m, 2);
+  out[7] = '-';
+  put(8, d, 2);
+  out[10] = 'T';
+  put(11, rem / 3600, 2);
+  out[13] = ':';
+  put(14, rem / 60 % 60, 2);
+  out[16] = ':';
+  put(17, rem % 60, 2);
+  out[19] = '.';
+  put(20, frac, 6);
+  out[26] = 'Z';
+  return out;
 }
 
 std::string fingerprint_of(std::string_view body) {
@@ -272,9 +289,11 @@ std::string fingerprint_of(std::string_view body) {
     h ^= c;
     h *= 1099511628211ULL;
   }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4)
+    out[static_cast<size_t>(i)] = hex[h & 0xF];
+  return out;
 }
 
 std::variant<vote, malformed> decode_vote(std::string_view body, int64_t fallback_time_us,
@@ -300,7 +319,10 @@ std::variant<vote, malformed> decode_vote(std::string_view body, int64_t fallbac
   if (screen.handler().nul)
     return bad("invalid_character", "a string contains a NUL character (\\u0000)");
 
-  json::value doc = json::parse(body, ec, {}, popts);
+  // The whole document fits a stack buffer: no heap allocation for the DOM.
+  unsigned char arena[8192];
+  json::monotonic_resource mr{arena, sizeof(arena)};
+  json::value doc = json::parse(body, ec, &mr, popts);
   if (ec)
     return bad("invalid_json", "not valid JSON: " + ec.message());
   if (!doc.is_object())
@@ -354,11 +376,16 @@ std::variant<vote, malformed> decode_vote(std::string_view body, int64_t fallbac
     v.vote_time_us = fallback_time_us;
   }
 
-  json::object carried;
+  json::object carried{&mr};
   for (auto& kv : obj) {
     auto k = kv.key();
     if (k == "voter_hash" || k == "hash" || k == "candidate_id" || k == "vote_timestamp"
         || k == "timestamp" || k == "submitted_at")
+      continue;
+    // Names the worker writes itself are not carried (ours would clash).
+    if (k == "status" || k == "processed_timestamp" || k == "worker_id" || k == "reason"
+        || k == "duplicate_count" || k == "attempt_count" || k == "delivery_tag"
+        || k == "redelivered" || k == "fingerprint" || k == "resumed")
       continue;
     if (std::find(opts.pii_fields.begin(), opts.pii_fields.end(), k) != opts.pii_fields.end())
       continue;
@@ -369,49 +396,119 @@ std::variant<vote, malformed> decode_vote(std::string_view body, int64_t fallbac
   return v;
 }
 
+void append_json_string(std::string& out, std::string_view v) {
+  out += '"';
+  for (char c : v) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[(c >> 4) & 0xF];
+          out += hex[c & 0xF];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
 namespace {
 
-json::object carried_fields(const ballot& b) {
-  json::error_code ec;
-  auto parsed = json::parse(b.content.carried_json, ec);
-  if (!ec && parsed.is_object())
-    return std::move(parsed.as_object());
-  return {};
-}
+// Appends fields to the carried object's text: the carried JSON was produced
+// by our own serializer and holds none of the names written here.
+class spliced_object {
+public:
+  spliced_object(std::string& out, const std::string& carried) : out_(out) {
+    if (carried.size() >= 2 && carried.front() == '{' && carried.back() == '}') {
+      out_.append(carried, 0, carried.size() - 1);
+      first_ = carried.size() == 2;
+    } else {
+      out_ += '{';
+    }
+  }
+  void text(std::string_view k, std::string_view v) {
+    key(k);
+    append_json_string(out_, v);
+  }
+  void number(std::string_view k, int64_t v) {
+    key(k);
+    out_ += std::to_string(v);
+  }
+  void boolean(std::string_view k, bool v) {
+    key(k);
+    out_ += v ? "true" : "false";
+  }
+  void finish() { out_ += '}'; }
+
+private:
+  void key(std::string_view k) {
+    if (!first_)
+      out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += k;
+    out_ += "\":";
+  }
+  std::string& out_;
+  bool first_ = true;
+};
 
 } // namespace
 
 std::string encode_output(const ballot& b, const std::string& worker_id,
                           int64_t processed_time_us) {
-  auto out = carried_fields(b);
-  out["voter_hash"] = b.content.voter_hash;
-  out["candidate_id"] = b.content.candidate_id;
-  out["vote_timestamp"] = format_iso8601_us(b.content.vote_time_us);
-  out["status"] = to_string(b.status);
-  out["processed_timestamp"] = format_iso8601_us(processed_time_us);
-  out["worker_id"] = worker_id;
+  std::string out;
+  out.reserve(b.content.carried_json.size() + 320);
+  spliced_object o{out, b.content.carried_json};
+  o.text("voter_hash", b.content.voter_hash);
+  o.number("candidate_id", b.content.candidate_id);
+  o.text("vote_timestamp", format_iso8601_us(b.content.vote_time_us));
+  o.text("status", to_string(b.status));
+  o.text("processed_timestamp", format_iso8601_us(processed_time_us));
+  o.text("worker_id", worker_id);
   if (b.status == verdict::invalid || b.status == verdict::duplicate)
-    out["reason"] = b.review_reason;
+    o.text("reason", b.review_reason);
   if (b.status == verdict::duplicate) {
-    out["duplicate_count"] = b.duplicate_count;
-    out["attempt_count"] = b.duplicate_count + 1;
+    o.number("duplicate_count", b.duplicate_count);
+    o.number("attempt_count", b.duplicate_count + 1);
   }
-  return json::serialize(out);
+  o.finish();
+  return out;
 }
 
 std::string encode_audit_metadata(const ballot& b, const std::string& worker_id) {
-  auto out = carried_fields(b);
-  out["worker_id"] = worker_id;
-  out["delivery_tag"] = b.delivery_tag;
-  out["redelivered"] = b.redelivered;
-  out["fingerprint"] = b.content.fingerprint;
+  std::string out;
+  out.reserve(b.content.carried_json.size() + 200);
+  spliced_object o{out, b.content.carried_json};
+  o.text("worker_id", worker_id);
+  o.number("delivery_tag", static_cast<int64_t>(b.delivery_tag));
+  o.boolean("redelivered", b.redelivered);
+  o.text("fingerprint", b.content.fingerprint);
   if (b.status == verdict::invalid || b.status == verdict::duplicate)
-    out["reason"] = b.review_reason;
+    o.text("reason", b.review_reason);
   if (b.status == verdict::duplicate)
-    out["duplicate_count"] = b.duplicate_count;
+    o.number("duplicate_count", b.duplicate_count);
   if (b.claim == claim_result::resumed)
-    out["resumed"] = true;
-  return json::serialize(out);
+    o.boolean("resumed", true);
+  o.finish();
+  return out;
 }
 
 } // namespace vw

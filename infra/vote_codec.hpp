@@ -41,6 +41,9 @@ std::string encode_audit_metadata(const ballot& b, const std::string& worker_id)
 std::optional<int64_t> parse_iso8601_us(std::string_view text);
 std::string format_iso8601_us(int64_t us);
 
+// Appends `v` as a quoted JSON string.
+void append_json_string(std::string& out, std::string_view v);
+
 // Stable digest of a message body (FNV-1a 64, hex).
 std::string fingerprint_of(std::string_view body);
 

@@ -46,6 +46,7 @@ struct pipeline_fixture : test_coordinator_fixture<> {
     consumer_settings s;
     s.batch_size = batch;
     s.batch_max_wait = std::chrono::milliseconds{0};
+    s.pace_idle_polls_with_clock = true;
     s.backoff_initial = std::chrono::milliseconds{100};
     s.backoff_max = std::chrono::milliseconds{1000};
     return s;

@@ -37,6 +37,7 @@ struct supervisor_fixture : test_coordinator_fixture<> {
     s.restart_max = restart_max;
     s.restart_window = std::chrono::seconds{60};
     s.consumer.batch_max_wait = std::chrono::milliseconds{0};
+    s.consumer.pace_idle_polls_with_clock = true;
     sup = sys.spawn(supervisor, s, fakes(), stats, exit_code);
     sched.run();
   }
