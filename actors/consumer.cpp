@@ -31,14 +31,33 @@ std::string error_type(const caf::error& e) {
   return "stage_unreachable";
 }
 
-// Acks, with `multiple`, the longest run of finished deliveries at the head:
-// one frame per batch in the common case.
+using settlement = consumer_state::settlement;
+
+void track(consumer_state& st, uint64_t tag) {
+  if (st.unsettled.empty())
+    st.unsettled_base = tag;
+  // A gap would be a tag the broker never gave us: nothing to ack there.
+  while (st.unsettled_base + st.unsettled.size() < tag)
+    st.unsettled.push_back(settlement::settled);
+  st.unsettled.push_back(settlement::pending);
+}
+
+void mark(consumer_state& st, uint64_t tag, settlement how) {
+  if (tag >= st.unsettled_base && tag - st.unsettled_base < st.unsettled.size())
+    st.unsettled[tag - st.unsettled_base] = how;
+}
+
+// Acks, with `multiple`, the finished deliveries at the head of the window:
+// one frame per batch in the common case. The tag acked is always one still
+// outstanding at the broker (requeued and rejected ones are only skipped).
 void flush_acks(self_ptr self) {
   auto& st = self->state;
   uint64_t highest = 0;
-  while (!st.unsettled.empty() && st.unsettled.begin()->second) {
-    highest = st.unsettled.begin()->first;
-    st.unsettled.erase(st.unsettled.begin());
+  while (!st.unsettled.empty() && st.unsettled.front() != settlement::pending) {
+    if (st.unsettled.front() == settlement::ack)
+      highest = st.unsettled_base;
+    st.unsettled.pop_front();
+    ++st.unsettled_base;
   }
   if (highest != 0)
     if (auto r = st.source->ack(highest, true); r.failed())
@@ -85,7 +104,7 @@ void fail(self_ptr self, uint64_t id, const char* stage, const caf::error& err) 
   st.stats->error(error_type(err));
   if (rec.epoch == st.epoch && st.connected) {
     for (auto tag : rec.tags) {
-      st.unsettled.erase(tag);
+      mark(st, tag, settlement::settled);
       if (auto r = st.source->requeue(tag); r.failed())
         break;
     }
@@ -124,7 +143,7 @@ void complete(self_ptr self, uint64_t id) {
   }
   auto now = clock::now();
   for (size_t i = 0; i < rec.tags.size(); ++i) {
-    st.unsettled[rec.tags[i]] = true;
+    mark(st, rec.tags[i], settlement::ack);
     auto latency = std::chrono::duration<double>(now - rec.received[i]).count();
     st.stats->vote_processed(rec.outcomes[i], latency);
   }
@@ -152,7 +171,16 @@ void audit_stage(self_ptr self, uint64_t id, ballot_batch batch) {
   if (it == st.in_flight.end())
     return;
   batch.processed_time_us = now_us();
-  it->second.claimed = batch;
+  // Keep what releasing the fresh claims needs, should the audit fail.
+  it->second.claimed.ballots.clear();
+  for (auto& b : batch.ballots)
+    if (b.claim == claim_result::fresh) {
+      ballot c;
+      c.content.voter_hash = b.content.voter_hash;
+      c.content.fingerprint = b.content.fingerprint;
+      c.claim = claim_result::fresh;
+      it->second.claimed.ballots.push_back(std::move(c));
+    }
   self->request(st.stages.auditor, st.settings.stage_timeout, audit_atom::value, std::move(batch))
     .then([self, id](ballot_batch& audited) { publish_stage(self, id, std::move(audited)); },
           [self, id](caf::error& err) {
@@ -225,7 +253,7 @@ void log_malformed(self_ptr self, uint64_t tag, const malformed& m) {
 void take(self_ptr self, delivery&& d) {
   auto& st = self->state;
   auto received = clock::now();
-  st.unsettled.emplace(d.tag, false);
+  track(st, d.tag);
   auto fallback = d.amqp_timestamp_s ? *d.amqp_timestamp_s * 1000000 : now_us();
   auto decoded = decode_vote(d.body, fallback, st.settings.decode);
   if (auto* bad = std::get_if<malformed>(&decoded)) {
@@ -233,7 +261,7 @@ void take(self_ptr self, delivery&& d) {
     st.stats->malformed_processed(
       std::chrono::duration<double>(clock::now() - received).count());
     log_malformed(self, d.tag, *bad);
-    st.unsettled.erase(d.tag);
+    mark(st, d.tag, settlement::settled);
     if (st.source->reject(d.tag); st.source->healthy())
       flush_acks(self);
     return;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <vector>
@@ -62,7 +63,11 @@ struct consumer_state {
   clock::time_point forming_since{};
   uint64_t next_batch_id = 1;
   std::map<uint64_t, batch_in_flight> in_flight;
-  std::map<uint64_t, bool> unsettled; // delivery tag -> finished, in tag order
+  // Deliveries not acked yet, by tag. Tags on a channel are consecutive, so
+  // this is a window starting at `unsettled_base`.
+  enum class settlement : uint8_t { pending, ack, settled };
+  std::deque<settlement> unsettled;
+  uint64_t unsettled_base = 0;
 
   bool draining = false;
   bool drained = false;

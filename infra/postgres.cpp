@@ -12,8 +12,8 @@ namespace vw {
 namespace {
 
 // One statement per batch: insert every row, skipping rows a redelivery of the
-// same message already wrote, and report for each valid vote whether the
-// database now holds it (inserted) or who already holds the counted vote.
+// same message already wrote, and report the valid votes the database did not
+// take, with the fingerprint of the message whose counted vote it holds.
 constexpr const char* record_sql = R"sql(
 WITH input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(
@@ -31,11 +31,12 @@ WITH input AS (
   ON CONFLICT DO NOTHING
   RETURNING voter_hash, status
 )
-SELECT i.voter_hash,
-       EXISTS (SELECT 1 FROM ins WHERE ins.voter_hash = i.voter_hash AND ins.status = 'valid'),
+SELECT i.voter_hash, 'f',
        (SELECT a.metadata->>'fingerprint' FROM vote_audit a
         WHERE a.voter_hash = i.voter_hash AND a.status = 'valid' LIMIT 1)
-FROM input i WHERE i.status = 'valid'
+FROM input i
+WHERE i.status = 'valid'
+  AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.voter_hash = i.voter_hash AND ins.status = 'valid')
 )sql";
 
 constexpr const char* insert_sql = R"sql(
