@@ -13,13 +13,18 @@ namespace {
 // claim), -1 (a redelivery of the claiming message: resume) or the new
 // duplicate count. SADD returning 1 *is* the claim; the claim key records
 // which message made it so a redelivery is not mistaken for a second vote.
+// Within one call a voter is decided once: a second message for the same
+// voter (even a byte-identical one, both redelivered) is a duplicate.
 constexpr const char* claim_script = R"lua(
 local ttl = tonumber(ARGV[1])
 local out = {}
+local decided = {}
 for i = 2, #ARGV, 3 do
   local h, fp, redelivered = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local claim_key = 'vote_claim:' .. h
-  if redis.call('SADD', 'voted_hashes', h) == 1 then
+  if decided[h] then
+    out[#out + 1] = redis.call('INCR', 'duplicate_count:' .. h)
+  elseif redis.call('SADD', 'voted_hashes', h) == 1 then
     if ttl > 0 then
       redis.call('SET', claim_key, fp, 'EX', ttl)
     else
@@ -31,6 +36,7 @@ for i = 2, #ARGV, 3 do
   else
     out[#out + 1] = redis.call('INCR', 'duplicate_count:' .. h)
   end
+  decided[h] = true
 end
 return out
 )lua";

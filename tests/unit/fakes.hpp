@@ -134,12 +134,18 @@ public:
   status claim(std::vector<ballot>& ballots) override {
     if (down)
       return status::failure("Redis connection refused");
+    std::set<std::string> decided;
     for (auto& b : ballots) {
       if (b.status != verdict::pending)
         continue;
       auto& h = b.content.voter_hash;
       auto it = claims.find(h);
-      if (it == claims.end()) {
+      if (!decided.insert(h).second) {
+        b.claim = claim_result::taken;
+        b.status = verdict::duplicate;
+        b.duplicate_count = ++duplicate_counts[h];
+        b.review_reason = "voter has already voted";
+      } else if (it == claims.end()) {
         claims[h] = b.content.fingerprint;
         b.claim = claim_result::fresh;
         b.status = verdict::valid;
