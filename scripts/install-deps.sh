@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages this project needs.
 #
-#   scripts/install-deps.sh [MODE...]     MODE: build | servers | runtime | all
+#   scripts/install-deps.sh [MODE...]
+#                           MODE: build | servers | runtime | deploy-check | all
 #
-#   build    toolchain + -dev libraries to compile the worker and its tests
-#   servers  RabbitMQ, Redis, PostgreSQL and the clients scripts/stack.sh uses
-#   runtime  only the shared libraries the built binary loads at run time
-#   all      build + servers (the default)
+#   build         toolchain + -dev libraries to compile the worker and its tests
+#   servers       RabbitMQ, Redis, PostgreSQL and the clients scripts/stack.sh uses
+#   runtime       only the shared libraries the built binary loads at run time
+#   deploy-check  docker-compose (v1) and prometheus (promtool) for
+#                 scripts/check-deploy.sh and tests/deploy/
+#   all           build + servers (the default; not deploy-check)
 #
 # Idempotent: when every requested package is already installed, apt is not
 # touched at all (fast, and works offline). Must run as root.
@@ -32,9 +35,14 @@ RUNTIME_PKGS=(
   libhiredis0.14 libpq5 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
   libboost-json1.81.0 libspdlog1.10 libfmt9 libssl3
 )
+# docker-compose: `docker-compose config` validates docker-compose.yml (no
+# Docker engine needed); prometheus: promtool for the config and alert rules,
+# and the real server for tests/deploy/prometheus_scrape.sh; python3:
+# json.tool/yaml checks of the Grafana and compose files.
+DEPLOY_CHECK_PKGS=(docker-compose prometheus python3)
 
 usage() {
-  echo "usage: $0 [build|servers|runtime|all]..." >&2
+  echo "usage: $0 [build|servers|runtime|deploy-check|all]..." >&2
   exit 2
 }
 
@@ -47,6 +55,7 @@ for mode in "${modes[@]}"; do
     build) pkgs+=("${BUILD_PKGS[@]}") ;;
     servers) pkgs+=("${SERVER_PKGS[@]}") ;;
     runtime) pkgs+=("${RUNTIME_PKGS[@]}") ;;
+    deploy-check) pkgs+=("${DEPLOY_CHECK_PKGS[@]}") ;;
     all) pkgs+=("${BUILD_PKGS[@]}" "${SERVER_PKGS[@]}") ;;
     -h | --help) usage ;;
     *) echo "install-deps: unknown mode '$mode'" >&2; usage ;;

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/install-deps.sh all
+scripts/install-deps.sh all deploy-check
 scripts/build.sh --tests
 
 started_before=$(cat .stack/started 2>/dev/null || true)
