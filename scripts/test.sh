@@ -4,6 +4,8 @@
 # 127.0.0.1 (reusing any already running on the standard ports), runs ctest,
 # and stops the servers this run started.
 #   scripts/test.sh [ctest args...]      e.g. scripts/test.sh -L unit
+# Without arguments it also runs the unit and integration tests built with
+# ASan+UBSan (build-asan/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,5 +22,13 @@ cleanup() {
 trap cleanup EXIT
 scripts/stack.sh up
 
-cd build
-ctest --output-on-failure --timeout 900 "$@"
+(cd build && ctest --output-on-failure --timeout 900 "$@")
+
+# The unit and integration tests again, worker included, under AddressSanitizer
+# and UndefinedBehaviorSanitizer (skip with VW_SKIP_SANITIZERS=1, or when
+# ctest arguments select a subset).
+if [[ -z "${VW_SKIP_SANITIZERS:-}" && $# -eq 0 ]]; then
+  BUILD_DIR=build-asan CMAKE_BUILD_TYPE=Debug scripts/build.sh --tests -DVW_SANITIZE=address
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --output-on-failure --timeout 900 -L 'unit|integration')
+fi
