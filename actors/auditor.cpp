@@ -11,11 +11,7 @@ auditor_actor::behavior_type auditor(auditor_actor::stateful_pointer<auditor_sta
   return {
     [self](tick_atom) {
       auto& st = self->state;
-      if (st.health.idle()) {
-        auto result = st.audit->probe();
-        st.stats->dependency_up("postgres", !result.failed());
-        st.health.report(result);
-      }
+      st.health.probe_when_idle([&] { return st.audit->probe(); }, *st.stats, "postgres");
       self->delayed_send(self, stage_health::probe_interval, tick_atom::value);
     },
     [self](audit_atom, ballot_batch& batch) -> caf::result<ballot_batch> {

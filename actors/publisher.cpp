@@ -11,11 +11,7 @@ publisher_actor::behavior_type publisher(publisher_actor::stateful_pointer<publi
   return {
     [self](tick_atom) {
       auto& st = self->state;
-      if (st.health.idle()) {
-        auto result = st.sink->probe();
-        st.stats->dependency_up("rabbitmq_publisher", !result.failed());
-        st.health.report(result);
-      }
+      st.health.probe_when_idle([&] { return st.sink->probe(); }, *st.stats, "rabbitmq_publisher");
       self->delayed_send(self, stage_health::probe_interval, tick_atom::value);
     },
     [self](emit_atom, const ballot_batch& batch) -> caf::result<caf::ok_atom> {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "infra/log.hpp"
+#include "infra/metrics.hpp"
 #include "infra/status.hpp"
 
 namespace vw {
@@ -36,6 +37,17 @@ public:
   static constexpr std::chrono::seconds probe_interval{5};
   void touch() { last_call_ = std::chrono::steady_clock::now(); }
   bool idle() const { return std::chrono::steady_clock::now() - last_call_ >= probe_interval; }
+
+  // Runs `probe` (the port's connection check) unless a batch used the
+  // connection recently, and records the result as `metric_name`'s state.
+  template <class Probe>
+  void probe_when_idle(Probe&& probe, metrics& stats, const char* metric_name) {
+    if (!idle())
+      return;
+    auto result = probe();
+    stats.dependency_up(metric_name, !result.failed());
+    report(result);
+  }
   spdlog::logger& log() { return *log_; }
 
 private:

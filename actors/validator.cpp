@@ -12,11 +12,7 @@ validator_actor::behavior_type validator(validator_actor::stateful_pointer<valid
   return {
     [self](tick_atom) {
       auto& st = self->state;
-      if (st.health.idle()) {
-        auto result = st.registry->probe();
-        st.stats->dependency_up("redis", !result.failed());
-        st.health.report(result);
-      }
+      st.health.probe_when_idle([&] { return st.registry->probe(); }, *st.stats, "redis");
       self->delayed_send(self, stage_health::probe_interval, tick_atom::value);
     },
     [self](validate_atom, ballot_batch& batch) -> caf::result<ballot_batch> {

@@ -1,6 +1,7 @@
 #include "infra/vote_codec.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <cstdio>
 
@@ -67,7 +68,9 @@ struct screening_handler {
   std::vector<std::string> top_keys;
   std::string key;
   std::string duplicate_key;
+  bool duplicate = false;
   bool nul = false;
+  bool non_finite = false; // a number too large for a double (1e400)
 
   void check_nul(std::string_view s) {
     if (s.find('\0') != std::string_view::npos)
@@ -101,9 +104,10 @@ struct screening_handler {
     check_nul(s);
     if (depth == 1) {
       key.append(s);
-      if (duplicate_key.empty()
-          && std::find(top_keys.begin(), top_keys.end(), key) != top_keys.end())
+      if (!duplicate && std::find(top_keys.begin(), top_keys.end(), key) != top_keys.end()) {
+        duplicate = true;
         duplicate_key = key;
+      }
       top_keys.push_back(std::move(key));
       key.clear();
     }
@@ -120,7 +124,11 @@ struct screening_handler {
   bool on_number_part(std::string_view, json::error_code&) { return true; }
   bool on_int64(std::int64_t, std::string_view, json::error_code&) { return true; }
   bool on_uint64(std::uint64_t, std::string_view, json::error_code&) { return true; }
-  bool on_double(double, std::string_view, json::error_code&) { return true; }
+  bool on_double(double d, std::string_view, json::error_code&) {
+    if (!std::isfinite(d))
+      non_finite = true;
+    return true;
+  }
   bool on_bool(bool, json::error_code&) { return true; }
   bool on_null(json::error_code&) { return true; }
   bool on_comment_part(std::string_view, json::error_code&) { return true; }
@@ -200,7 +208,7 @@ std::optional<int64_t> parse_iso8601_us(std::string_view s) {
   static constexpr std::array<int, 12> month_days{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
   if (y < 1900 || mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1]
-      || (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || sec > 60)
+      || (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || sec > 60 || (sec == 60 && mi != 59))
     return std::nullopt;
   size_t pos = 19;
   int64_t micros = 0;
@@ -228,9 +236,10 @@ std::optional<int64_t> parse_iso8601_us(std::string_view s) {
       if (!digits(s, pos + 1, 2, oh))
         return std::nullopt;
       size_t p = pos + 3;
-      if (p < s.size() && s[p] == ':')
+      bool colon = p < s.size() && s[p] == ':';
+      if (colon)
         ++p;
-      if (p < s.size()) {
+      if (p < s.size() || colon) {
         if (!digits(s, p, 2, om))
           return std::nullopt;
         p += 2;
@@ -247,6 +256,11 @@ std::optional<int64_t> parse_iso8601_us(std::string_view s) {
     return std::nullopt;
   int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   int64_t secs = days * 86400 + h * 3600 + mi * 60 + std::min(sec, 59) - offset_s;
+  // In UTC the time must still lie in 1900..9999 (what format_iso8601_us writes).
+  static const int64_t earliest = days_from_civil(1900, 1, 1) * 86400;
+  static const int64_t after_latest = days_from_civil(10000, 1, 1) * 86400;
+  if (secs < earliest || secs >= after_latest)
+    return std::nullopt;
   return secs * 1000000 + micros;
 }
 
@@ -318,6 +332,9 @@ std::variant<vote, malformed> decode_vote(std::string_view body, int64_t fallbac
     return bad("invalid_json", "not valid JSON: " + ec.message());
   if (screen.handler().nul)
     return bad("invalid_character", "a string contains a NUL character (\\u0000)");
+  if (screen.handler().non_finite)
+    // Boost.JSON would write it back as Infinity, which is not JSON.
+    return bad("invalid_number", "a number is too large to represent");
 
   // The whole document fits a stack buffer: no heap allocation for the DOM.
   unsigned char arena[8192];
@@ -329,7 +346,7 @@ std::variant<vote, malformed> decode_vote(std::string_view body, int64_t fallbac
     return bad("not_an_object", std::string{"top-level JSON value is a"}
                                   + (doc.is_array() ? "n array" : " scalar")
                                   + ", expected an object");
-  if (!screen.handler().duplicate_key.empty())
+  if (screen.handler().duplicate)
     return bad("duplicate_field", "field \"" + screen.handler().duplicate_key
                                     + "\" appears more than once");
   auto& obj = doc.as_object();

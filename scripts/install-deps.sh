@@ -2,14 +2,15 @@
 # Install the Debian 12 packages this project needs.
 #
 #   scripts/install-deps.sh [MODE...]
-#                           MODE: build | servers | runtime | deploy-check | all
+#                           MODE: build | servers | runtime | deploy-check | fuzz | all
 #
 #   build         toolchain + -dev libraries to compile the worker and its tests
 #   servers       RabbitMQ, Redis, PostgreSQL and the clients scripts/stack.sh uses
 #   runtime       only the shared libraries the built binary loads at run time
 #   deploy-check  docker-compose (v1) and prometheus (promtool) for
 #                 scripts/check-deploy.sh and tests/deploy/
-#   all           build + servers (the default; not deploy-check)
+#   fuzz          clang with libFuzzer and the sanitizer runtimes (tests/fuzz)
+#   all           build + servers (the default; not deploy-check, not fuzz)
 #
 # Idempotent: when every requested package is already installed, apt is not
 # touched at all (fast, and works offline). Must run as root.
@@ -42,7 +43,7 @@ RUNTIME_PKGS=(
 DEPLOY_CHECK_PKGS=(docker-compose prometheus python3)
 
 usage() {
-  echo "usage: $0 [build|servers|runtime|deploy-check|all]..." >&2
+  echo "usage: $0 [build|servers|runtime|deploy-check|fuzz|all]..." >&2
   exit 2
 }
 
@@ -56,6 +57,7 @@ for mode in "${modes[@]}"; do
     servers) pkgs+=("${SERVER_PKGS[@]}") ;;
     runtime) pkgs+=("${RUNTIME_PKGS[@]}") ;;
     deploy-check) pkgs+=("${DEPLOY_CHECK_PKGS[@]}") ;;
+    fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
     all) pkgs+=("${BUILD_PKGS[@]}" "${SERVER_PKGS[@]}") ;;
     -h | --help) usage ;;
     *) echo "install-deps: unknown mode '$mode'" >&2; usage ;;

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/install-deps.sh all deploy-check
+scripts/install-deps.sh all deploy-check fuzz
 scripts/build.sh --tests
 
 started_before=$(cat .stack/started 2>/dev/null || true)
