@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <poll.h>
+#include <thread>
 
 #include <libpq-fe.h>
 
@@ -128,6 +129,15 @@ status pg_connection::exec(const std::string& sql, const std::vector<std::string
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
+      // Ask the server to cancel the abandoned statement, so a backend that
+      // wakes up later does not commit rows its redelivery writes again. On a
+      // thread of its own: the cancel request may hang as long as the server.
+      if (PGcancel* cancel = PQgetCancel(conn_))
+        std::thread{[cancel] {
+          char why[256];
+          PQcancel(cancel, why, sizeof(why));
+          PQfreeCancel(cancel);
+        }}.detach();
       close();
       return status::failure("PostgreSQL did not answer within "
                              + std::to_string(settings_.timeout.count() / 1000 + 2) + " s");

@@ -13,16 +13,18 @@ namespace {
 // claim), -1 (a redelivery of the claiming message: resume) or the new
 // duplicate count. SADD returning 1 *is* the claim; the claim key records
 // which message made it so a redelivery is not mistaken for a second vote.
-// Within one call a voter is decided once: a second message for the same
-// voter (even a byte-identical one, both redelivered) is a duplicate.
+// Within one call a voter has one winner: once a message claimed or resumed
+// the voter, any later one (even a byte-identical one, both redelivered) is a
+// duplicate. A duplicate earlier in the call does not stop the claim's owner
+// from resuming after it.
 constexpr const char* claim_script = R"lua(
 local ttl = tonumber(ARGV[1])
 local out = {}
-local decided = {}
+local won = {}
 for i = 2, #ARGV, 3 do
   local h, fp, redelivered = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local claim_key = 'vote_claim:' .. h
-  if decided[h] then
+  if won[h] then
     out[#out + 1] = redis.call('INCR', 'duplicate_count:' .. h)
   elseif redis.call('SADD', 'voted_hashes', h) == 1 then
     if ttl > 0 then
@@ -31,12 +33,13 @@ for i = 2, #ARGV, 3 do
       redis.call('SET', claim_key, fp)
     end
     out[#out + 1] = 0
+    won[h] = true
   elseif redelivered == '1' and redis.call('GET', claim_key) == fp then
     out[#out + 1] = -1
+    won[h] = true
   else
     out[#out + 1] = redis.call('INCR', 'duplicate_count:' .. h)
   end
-  decided[h] = true
 end
 return out
 )lua";

@@ -102,3 +102,30 @@ CAF_TEST(an identical resubmission redelivered with the first vote is still a du
   CAF_CHECK_EQUAL(m->value("validation_votes_processed_total", {{"status", "duplicate"}}), 1);
   CAF_CHECK_EQUAL(w.stop(15s).value_or(-1), 0);
 }
+
+CAF_TEST(the claim owner still resumes behind a resubmission in the same batch) {
+  // Found by tests/chaos: a worker lost Redis mid-script, so the script ran
+  // (claiming the voter for the first vote) but the batch was requeued. The
+  // redelivery brought the voter's resubmission first and the claiming vote
+  // second, in one batch. The resubmission is a duplicate; the claim's owner
+  // must still resume and be counted, not become a second duplicate.
+  suite_stack s{"crash_resume", 7, 18182};
+  s.declare_queues();
+  auto h = voter_hash(3);
+  s.register_voters({h});
+  auto first = vote_body(h, 1, "2026-03-01T08:00:00Z");
+  auto again = vote_body(h, 2, "2026-03-01T08:05:00Z");
+  s.amqp.publish(s.validation_q, std::vector<std::string>{again, first});
+  leave_claim(s, h, first);
+  CAF_REQUIRE_EQUAL(s.amqp.bounce_as_redelivered(s.validation_q), 2u);
+
+  auto& w = s.add_worker("it-resume-behind", s.port_base);
+  CAF_REQUIRE(s.start_and_wait(w));
+  wait_for_outputs(s, 2);
+  CAF_CHECK_EQUAL(s.amqp.count(s.aggregation_q), 1);
+  CAF_CHECK_EQUAL(s.amqp.count(s.review_q), 1);
+  std::map<std::string, long long> rows{{"valid", 1}, {"duplicate", 1}};
+  CAF_CHECK_EQUAL(s.pg().count_by_status(), rows);
+  CAF_CHECK_EQUAL(s.pg().scalar("SELECT candidate_id FROM vote_audit WHERE status = 'valid'"), 1);
+  CAF_CHECK_EQUAL(w.stop(15s).value_or(-1), 0);
+}

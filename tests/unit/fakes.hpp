@@ -134,13 +134,13 @@ public:
   status claim(std::vector<ballot>& ballots) override {
     if (down)
       return status::failure("Redis connection refused");
-    std::set<std::string> decided;
+    std::set<std::string> won;
     for (auto& b : ballots) {
       if (b.status != verdict::pending)
         continue;
       auto& h = b.content.voter_hash;
       auto it = claims.find(h);
-      if (!decided.insert(h).second) {
+      if (won.count(h) > 0) {
         b.claim = claim_result::taken;
         b.status = verdict::duplicate;
         b.duplicate_count = ++duplicate_counts[h];
@@ -149,10 +149,12 @@ public:
         claims[h] = b.content.fingerprint;
         b.claim = claim_result::fresh;
         b.status = verdict::valid;
+        won.insert(h);
         log->add("claim:" + h);
       } else if (b.redelivered && it->second == b.content.fingerprint) {
         b.claim = claim_result::resumed;
         b.status = verdict::valid;
+        won.insert(h);
       } else {
         b.claim = claim_result::taken;
         b.status = verdict::duplicate;
