@@ -8,6 +8,7 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
 #include "infra/vote_codec.hpp"
@@ -73,6 +74,11 @@ amqp_settings amqp_settings::from(const config& cfg) {
   s.vhost = cfg.rabbitmq_vhost;
   s.heartbeat_s = cfg.rabbitmq_heartbeat_s;
   s.timeout = std::chrono::milliseconds{cfg.stage_timeout_ms};
+  s.tls = cfg.rabbitmq_tls;
+  s.tls_ca_cert = cfg.rabbitmq_tls_ca_cert;
+  s.tls_cert = cfg.rabbitmq_tls_cert;
+  s.tls_key = cfg.rabbitmq_tls_key;
+  s.tls_verify = cfg.rabbitmq_tls_verify;
   return s;
 }
 
@@ -91,10 +97,27 @@ status amqp_session::connect() {
   close();
   conn_ = amqp_new_connection();
   broken_ = false;
-  auto* sock = amqp_tcp_socket_new(conn_);
+  auto* sock = settings_.tls ? amqp_ssl_socket_new(conn_) : amqp_tcp_socket_new(conn_);
   if (sock == nullptr) {
-    mark_broken("cannot create a TCP socket");
+    mark_broken(settings_.tls ? "cannot create a TLS socket" : "cannot create a TCP socket");
     return status::failure(last_error_);
+  }
+  if (settings_.tls) {
+    static const std::string system_bundle = "/etc/ssl/certs/ca-certificates.crt";
+    const auto& ca = settings_.tls_ca_cert.empty() ? system_bundle : settings_.tls_ca_cert;
+    if (settings_.tls_verify && amqp_ssl_socket_set_cacert(sock, ca.c_str()) != AMQP_STATUS_OK) {
+      mark_broken("cannot load the CA certificates in " + ca + " (RABBITMQ_TLS_CA_CERT)");
+      return status::failure(last_error_);
+    }
+    if (!settings_.tls_cert.empty()
+        && amqp_ssl_socket_set_key(sock, settings_.tls_cert.c_str(), settings_.tls_key.c_str())
+             != AMQP_STATUS_OK) {
+      mark_broken("cannot load the client certificate " + settings_.tls_cert
+                  + " with its key (RABBITMQ_TLS_CERT, RABBITMQ_TLS_KEY)");
+      return status::failure(last_error_);
+    }
+    amqp_ssl_socket_set_verify_peer(sock, settings_.tls_verify ? 1 : 0);
+    amqp_ssl_socket_set_verify_hostname(sock, settings_.tls_verify ? 1 : 0);
   }
   auto tv = to_timeval(settings_.timeout);
   amqp_set_handshake_timeout(conn_, &tv);
@@ -102,7 +125,8 @@ status amqp_session::connect() {
   auto where = settings_.host + ":" + std::to_string(settings_.port);
   if (int rc = amqp_socket_open_noblock(sock, settings_.host.c_str(), settings_.port, &tv);
       rc != AMQP_STATUS_OK) {
-    mark_broken("cannot connect to RabbitMQ at " + where + ": " + amqp_error_string2(rc));
+    mark_broken("cannot connect to RabbitMQ at " + where + (settings_.tls ? " over TLS: " : ": ")
+                + amqp_error_string2(rc));
     return status::failure(last_error_);
   }
   auto login = amqp_login(conn_, settings_.vhost.c_str(), 0, 131072, settings_.heartbeat_s,
@@ -212,12 +236,15 @@ std::optional<delivery> amqp_delivery_source::next(std::chrono::microseconds tim
     // returning at once, turning an idle wait into a busy loop.
     pollfd pfd{amqp_get_sockfd(conn), POLLIN, 0};
     auto ms = static_cast<int>((timeout.count() + 999) / 1000);
-    if (::poll(&pfd, 1, ms) == 0)
+    // Over TLS, decrypted data may wait inside OpenSSL where poll cannot see
+    // it: let rabbitmq-c look once without waiting.
+    if (::poll(&pfd, 1, ms) == 0 && !session_.tls())
       return std::nullopt;
   }
   amqp_maybe_release_buffers(conn);
   amqp_envelope_t env;
-  auto tv = to_timeval(std::max(timeout, std::chrono::microseconds{1000}));
+  auto tv = to_timeval(session_.tls() ? std::chrono::microseconds{0}
+                                       : std::max(timeout, std::chrono::microseconds{1000}));
   auto r = amqp_consume_message(conn, &env, &tv, 0);
   if (r.reply_type == AMQP_RESPONSE_NORMAL) {
     delivery d;

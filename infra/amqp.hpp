@@ -23,6 +23,11 @@ struct amqp_settings {
   std::string vhost = "/";
   int heartbeat_s = 30;
   std::chrono::milliseconds timeout{10000};
+  bool tls = false;
+  std::string tls_ca_cert;
+  std::string tls_cert;
+  std::string tls_key;
+  bool tls_verify = true;
 
   static amqp_settings from(const config& cfg);
 };
@@ -38,6 +43,7 @@ public:
   status connect();
   void close();
   bool connected() const { return conn_ != nullptr && !broken_; }
+  bool tls() const { return settings_.tls; }
   void mark_broken(std::string why);
   const std::string& last_error() const { return last_error_; }
   amqp_connection_state_t raw() const { return conn_; }

@@ -67,6 +67,27 @@ public:
     }
   }
 
+  void flag(const char* name, bool& out) {
+    auto v = env_(name);
+    if (!v)
+      return;
+    auto s = trim(*v);
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (s == "true" || s == "1" || s == "yes" || s == "on")
+      out = true;
+    else if (s == "false" || s == "0" || s == "no" || s == "off")
+      out = false;
+    else
+      refuse(name, *v, "must be true or false");
+  }
+
+  // A file the worker must be able to read at start-up.
+  void file(const char* name, std::string& out) {
+    text(name, out, true);
+    if (!out.empty() && access(out.c_str(), R_OK) != 0)
+      refuse(name, out, "cannot read this file");
+  }
+
   void choice(const char* name, std::string& out, std::initializer_list<const char*> allowed) {
     auto v = env_(name);
     if (!v)
@@ -120,6 +141,7 @@ std::vector<std::string> config::describe() const {
     "REVIEW_QUEUE=" + review_queue,
     "AGGREGATION_QUEUE=" + aggregation_queue,
     "PREFETCH_COUNT=" + std::to_string(prefetch_count),
+    std::string{"RABBITMQ_TLS="} + (rabbitmq_tls ? "true" : "false"),
     "REDIS_HOST=" + redis_host,
     "REDIS_PORT=" + std::to_string(redis_port),
     "REDIS_DB=" + std::to_string(redis_db),
@@ -129,6 +151,7 @@ std::vector<std::string> config::describe() const {
     "POSTGRES_DB=" + postgres_db,
     "POSTGRES_USER=" + postgres_user,
     "POSTGRES_PASSWORD=" + secret(postgres_password),
+    "POSTGRES_SSLMODE=" + postgres_sslmode,
     "METRICS_BIND=" + metrics_bind,
     "METRICS_PORT=" + std::to_string(metrics_port),
     "BATCH_SIZE=" + std::to_string(batch_size),
@@ -192,6 +215,14 @@ config load_config(const env_lookup& env) {
   r.text("AGGREGATION_QUEUE", c.aggregation_queue);
   r.integer("PREFETCH_COUNT", c.prefetch_count, 1, 65535);
   r.integer("RABBITMQ_HEARTBEAT", c.rabbitmq_heartbeat_s, 0, 3600);
+  r.flag("RABBITMQ_TLS", c.rabbitmq_tls);
+  r.file("RABBITMQ_TLS_CA_CERT", c.rabbitmq_tls_ca_cert);
+  r.file("RABBITMQ_TLS_CERT", c.rabbitmq_tls_cert);
+  r.file("RABBITMQ_TLS_KEY", c.rabbitmq_tls_key);
+  r.flag("RABBITMQ_TLS_VERIFY", c.rabbitmq_tls_verify);
+  if (c.rabbitmq_tls_cert.empty() != c.rabbitmq_tls_key.empty())
+    refuse("RABBITMQ_TLS_KEY", c.rabbitmq_tls_key,
+           "RABBITMQ_TLS_CERT and RABBITMQ_TLS_KEY go together");
   r.text("REDIS_HOST", c.redis_host);
   r.integer("REDIS_PORT", c.redis_port, 1, 65535);
   r.integer("REDIS_DB", c.redis_db, 0, 1023);
@@ -204,6 +235,9 @@ config load_config(const env_lookup& env) {
   r.text("POSTGRES_USER", c.postgres_user);
   r.text("POSTGRES_PASSWORD", c.postgres_password, true);
   r.integer("POSTGRES_TIMEOUT_MS", c.postgres_timeout_ms, 100, 600000);
+  r.choice("POSTGRES_SSLMODE", c.postgres_sslmode,
+           {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
+  r.file("POSTGRES_SSLROOTCERT", c.postgres_sslrootcert);
   r.text("WORKER_ID", c.worker_id);
   r.text("METRICS_BIND", c.metrics_bind);
   r.integer("METRICS_PORT", c.metrics_port, 1, 65535);

@@ -24,6 +24,11 @@ struct config {
   std::string aggregation_queue = "votes.aggregation";
   uint16_t prefetch_count = 10;
   int rabbitmq_heartbeat_s = 30;
+  bool rabbitmq_tls = false;
+  std::string rabbitmq_tls_ca_cert; // empty: the system bundle
+  std::string rabbitmq_tls_cert;    // client certificate (optional)
+  std::string rabbitmq_tls_key;
+  bool rabbitmq_tls_verify = true; // peer certificate and host name
 
   // Redis
   std::string redis_host = "localhost";
@@ -40,6 +45,8 @@ struct config {
   std::string postgres_user = "election";
   std::string postgres_password = "election";
   int postgres_timeout_ms = 10000;
+  std::string postgres_sslmode = "prefer";
+  std::string postgres_sslrootcert;
 
   // Worker
   std::string worker_id;

@@ -66,6 +66,8 @@ pg_settings pg_settings::from(const config& cfg) {
   s.password = cfg.postgres_password;
   s.timeout = std::chrono::milliseconds{cfg.postgres_timeout_ms};
   s.application_name = "validation-worker " + cfg.worker_id;
+  s.sslmode = cfg.postgres_sslmode;
+  s.sslrootcert = cfg.postgres_sslrootcert;
   return s;
 }
 
@@ -87,15 +89,21 @@ status pg_connection::connect() {
   auto port = std::to_string(settings_.port);
   auto connect_timeout = std::to_string(std::max<long long>(1, settings_.timeout.count() / 1000));
   auto options = "-c statement_timeout=" + std::to_string(settings_.timeout.count());
-  const char* keys[] = {"host",     "port",            "dbname",  "user",
-                        "password", "connect_timeout", "options", "application_name",
-                        nullptr};
-  const char* values[] = {settings_.host.c_str(),     port.c_str(),
-                          settings_.db.c_str(),       settings_.user.c_str(),
-                          settings_.password.c_str(), connect_timeout.c_str(),
-                          options.c_str(),            settings_.application_name.c_str(),
-                          nullptr};
-  conn_ = PQconnectdbParams(keys, values, 0);
+  std::vector<const char*> keys = {"host",     "port",            "dbname",  "user",
+                                   "password", "connect_timeout", "options", "application_name",
+                                   "sslmode"};
+  std::vector<const char*> values = {settings_.host.c_str(),     port.c_str(),
+                                     settings_.db.c_str(),       settings_.user.c_str(),
+                                     settings_.password.c_str(), connect_timeout.c_str(),
+                                     options.c_str(),            settings_.application_name.c_str(),
+                                     settings_.sslmode.c_str()};
+  if (!settings_.sslrootcert.empty()) {
+    keys.push_back("sslrootcert");
+    values.push_back(settings_.sslrootcert.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectdbParams(keys.data(), values.data(), 0);
   if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     std::string why = conn_ != nullptr ? one_line(PQerrorMessage(conn_)) : "out of memory";
     close();

@@ -24,6 +24,8 @@ struct pg_settings {
   std::string password;
   std::chrono::milliseconds timeout{10000};
   std::string application_name = "validation-worker";
+  std::string sslmode = "prefer";
+  std::string sslrootcert;
 
   static pg_settings from(const config& cfg);
 };

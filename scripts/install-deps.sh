@@ -23,10 +23,11 @@ BUILD_PKGS=(
 )
 # redis-tools: redis-cli for stack.sh/load-voters.sh; python3-minimal: sha256
 # generator of load-voters.sh; procps/iproute2: pgrep/ss used by stack.sh;
-# amqp-tools: amqp-publish for scripts/publish-sample-votes.sh.
+# amqp-tools: amqp-publish for scripts/publish-sample-votes.sh; socat and
+# openssl: the TLS tests make a CA and terminate TLS in front of RabbitMQ.
 SERVER_PKGS=(
   rabbitmq-server redis-server postgresql postgresql-client redis-tools
-  curl procps iproute2 python3-minimal amqp-tools
+  curl procps iproute2 python3-minimal amqp-tools socat openssl
 )
 # Names checked with `apt-cache policy` on Debian 12 (bookworm). libfmt9 is
 # spdlog's, libssl3 CAF-openssl's and librabbitmq's; both come in as

@@ -52,6 +52,14 @@ CAF_TEST(bad values name the variable) {
   CAF_CHECK(refusal({{"AUDIT_STATUSES", "valid,maybe"}}).find("AUDIT_STATUSES") != std::string::npos);
   CAF_CHECK(refusal({{"RABBITMQ_HOST", ""}}).find("RABBITMQ_HOST") != std::string::npos);
   CAF_CHECK_EQUAL(refusal({{"PREFETCH_COUNT", " 50 "}}), "accepted");
+  CAF_CHECK(refusal({{"RABBITMQ_TLS", "maybe"}}).find("RABBITMQ_TLS") != std::string::npos);
+  CAF_CHECK(refusal({{"RABBITMQ_TLS_CA_CERT", "/nonexistent/ca.pem"}}).find("cannot read")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"RABBITMQ_TLS_CERT", "/etc/hostname"}}).find("go together")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"POSTGRES_SSLMODE", "always"}}).find("POSTGRES_SSLMODE") != std::string::npos);
+  CAF_CHECK_EQUAL(refusal({{"RABBITMQ_TLS", "yes"}, {"POSTGRES_SSLMODE", "verify-full"}}),
+                  "accepted");
 }
 
 CAF_TEST(secrets are masked in the effective configuration) {
