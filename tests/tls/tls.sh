@@ -40,12 +40,29 @@ DT_NAME=tls
 DEADLINE=${TLS_DEADLINE:-115}
 # shellcheck source-path=SCRIPTDIR source=../deploy/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
-trap dt_cleanup EXIT
-trap 'fail "interrupted (signal, or the run exceeded TLS_DEADLINE=$DEADLINE s)"; exit 130' INT TERM
+WATCHDOG_PID=""
+# The watchdog goes first (it must not fire into the cleanup); then lib.sh's
+# cleanup (which calls dt_extra_cleanup below), with the exit status kept.
+tls_cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  if [[ -n "$WATCHDOG_PID" ]]; then
+    pkill -TERM -P "$WATCHDOG_PID" 2>/dev/null # its sleep, by parent id: the && skips the kill
+    kill -TERM "$WATCHDOG_PID" 2>/dev/null
+  fi
+  (exit "$rc")
+  dt_cleanup
+}
+on_signal() {
+  fail "interrupted: a signal, or the run took longer than TLS_DEADLINE=$DEADLINE seconds"
+  exit 130
+}
+trap tls_cleanup EXIT
+trap on_signal INT TERM
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 dt_require socat openssl amqp-publish amqp-get amqp-declare-queue amqp-delete-queue \
-  redis-cli psql curl ss runuser sha256sum "$PG_BIN/initdb" "$PG_BIN/pg_ctl"
+  redis-cli psql curl ss runuser flock sha256sum "$PG_BIN/initdb" "$PG_BIN/pg_ctl"
 
 # Bounded waits, seconds.
 READY_TIMEOUT=${TLS_READY_TIMEOUT:-20}     # a positive worker to become ready
@@ -89,7 +106,7 @@ poll_until() {
 }
 
 # Whole-run watchdog: SIGTERM to this shell (-> exit 130 -> cleanup).
-(sleep "$DEADLINE" && kill -TERM $$ 2>/dev/null) &
+(sleep "$DEADLINE" && kill -TERM $$) 2>/dev/null 8>&- &
 WATCHDOG_PID=$!
 
 # ---- scratch resources and cleanup ------------------------------------------------
@@ -115,9 +132,6 @@ dt_extra_cleanup() {
   for q in "${ALL_QUEUES[@]}"; do
     amqp-delete-queue --url="$(dt_amqp_url)" -q "$q" >/dev/null 2>&1
   done
-  # Its sleep first (by parent id): the && then skips the kill.
-  pkill -TERM -P "$WATCHDOG_PID" 2>/dev/null
-  kill "$WATCHDOG_PID" 2>/dev/null
   if [[ -n "${TLS_KEEP_LOGS:-}" ]]; then # a directory to copy certs and logs to
     mkdir -p "$TLS_KEEP_LOGS" && cp -r "$DT_TMP/." "$TLS_KEEP_LOGS/"
   fi
@@ -152,7 +166,7 @@ start_worker() {
   # DT_TMP for this call only: the worker's dir and log go to $DT_TMP/$name.
   DT_TMP="$DT_TMP/$name" dt_start_worker "$WORKER_BIN" "$port" \
     WORKER_ID="tls-$name-$$" REDIS_DB="$REDIS_TEST_DB" \
-    BACKOFF_INITIAL_MS=200 BACKOFF_MAX_MS=1000 QUEUE_POLL_INTERVAL_MS=500 "$@"
+    BACKOFF_INITIAL_MS=200 BACKOFF_MAX_MS=1000 QUEUE_POLL_INTERVAL_MS=500 "$@" 8>&-
   W_PID[$name]=$DT_WORKER_PID
   W_PORT[$name]=$port
   W_LOG[$name]="$DT_TMP/$name/worker.log"
@@ -271,6 +285,13 @@ CA=$CERTS/ca.pem
 WRONG_CA=$CERTS/wrong-ca.pem
 
 # ---- dev-stack scratch: Redis DB, voters, database for the RabbitMQ part --------------
+# Runs of this test share Redis DB $REDIS_TEST_DB (and flush it): one at a
+# time per DB. fd 8 holds the lock; it is closed for every process started.
+exec 8>"/tmp/vw-tls-redis-db-$REDIS_TEST_DB.lock"
+if ! flock -w "${TLS_LOCK_TIMEOUT:-45}" 8; then
+  fail "another tls.sh run holds Redis DB $REDIS_TEST_DB (/tmp/vw-tls-redis-db-$REDIS_TEST_DB.lock); try TLS_REDIS_DB=<free DB>"
+  exit 1
+fi
 dt_claim_redis_db "$REDIS_HOST" "$REDIS_PORT" "$REDIS_TEST_DB"
 dt_load_voters "$REDIS_HOST" "$REDIS_PORT" "$REDIS_TEST_DB" 20
 dt_create_database
@@ -281,7 +302,7 @@ SOCAT_PORT=$(dt_free_port)
 SOCAT_LOG=$DT_TMP/socat.log
 socat -d -d \
   "OPENSSL-LISTEN:$SOCAT_PORT,bind=127.0.0.1,reuseaddr,fork,cert=$CERTS/server.pem,key=$CERTS/server.key,verify=0" \
-  "TCP:127.0.0.1:$RABBITMQ_PORT" 2>"$SOCAT_LOG" &
+  "TCP:127.0.0.1:$RABBITMQ_PORT" </dev/null >/dev/null 2>"$SOCAT_LOG" 8>&- &
 SOCAT_PID=$!
 socat_listening() {
   kill -0 "$SOCAT_PID" 2>/dev/null || return 2
@@ -373,7 +394,7 @@ PG_PORT=$(dt_free_port)
 PG_DB=vw_tls
 chown postgres:postgres "$PG_DIR"
 chmod 700 "$PG_DIR"
-as_postgres() { (cd "$PG_DIR" && runuser -u postgres -- "$@"); }
+as_postgres() { (cd "$PG_DIR" && runuser -u postgres -- "$@") 8>&-; }
 setup_pg() {
   as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -E UTF8 --no-locale --no-sync \
     --no-instructions --auth-local=peer --auth-host=scram-sha-256 >"$PG_DIR/initdb.log" 2>&1 ||
