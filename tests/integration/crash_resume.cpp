@@ -43,6 +43,30 @@ void wait_for_outputs(suite_stack& s, int n) {
   std::this_thread::sleep_for(1000ms);
 }
 
+// Publishes `bodies`, leaves `claimant`'s claim on `hash` (and `prior_duplicates`
+// INCRs) as a killed worker would, hands them back redelivered and runs a
+// worker until both are decided: exactly one counted, one duplicate.
+worker_process& redeliver_one_counted_one_duplicate(suite_stack& s, const std::string& hash,
+                                                    const std::vector<std::string>& bodies,
+                                                    const std::string& claimant,
+                                                    int prior_duplicates, const char* worker_id) {
+  s.declare_queues();
+  s.register_voters({hash});
+  s.amqp.publish(s.validation_q, bodies);
+  leave_claim(s, hash, claimant);
+  for (int i = 0; i < prior_duplicates; ++i)
+    s.redis.incr("duplicate_count:" + hash);
+  CAF_REQUIRE_EQUAL(s.amqp.bounce_as_redelivered(s.validation_q), bodies.size());
+  auto& w = s.add_worker(worker_id, s.port_base);
+  CAF_REQUIRE(s.start_and_wait(w));
+  wait_for_outputs(s, 2);
+  CAF_CHECK_EQUAL(s.amqp.count(s.aggregation_q), 1);
+  CAF_CHECK_EQUAL(s.amqp.count(s.review_q), 1);
+  std::map<std::string, long long> rows{{"valid", 1}, {"duplicate", 1}};
+  CAF_CHECK_EQUAL(s.pg().count_by_status(), rows);
+  return w;
+}
+
 } // namespace
 
 CAF_TEST(a redelivered first vote resumes its own claim) {
@@ -80,22 +104,9 @@ CAF_TEST(an identical resubmission redelivered with the first vote is still a du
   // tells a redelivery from a second vote by the body's fingerprint alone
   // resumes both: two counted votes, one audit row, no duplicate recorded.
   suite_stack s{"crash_resume", 7, 18181};
-  s.declare_queues();
   auto h = voter_hash(2);
-  s.register_voters({h});
   auto body = vote_body(h, 4, "2026-03-01T08:00:00Z");
-  s.amqp.publish(s.validation_q, std::vector<std::string>{body, body});
-  leave_claim(s, h, body);
-  s.redis.incr("duplicate_count:" + h);
-  CAF_REQUIRE_EQUAL(s.amqp.bounce_as_redelivered(s.validation_q), 2u);
-
-  auto& w = s.add_worker("it-resume-twice", s.port_base);
-  CAF_REQUIRE(s.start_and_wait(w));
-  wait_for_outputs(s, 2);
-  CAF_CHECK_EQUAL(s.amqp.count(s.aggregation_q), 1);
-  CAF_CHECK_EQUAL(s.amqp.count(s.review_q), 1);
-  std::map<std::string, long long> rows{{"valid", 1}, {"duplicate", 1}};
-  CAF_CHECK_EQUAL(s.pg().count_by_status(), rows);
+  auto& w = redeliver_one_counted_one_duplicate(s, h, {body, body}, body, 1, "it-resume-twice");
   auto m = metric_set::scrape(w.metrics_port());
   CAF_REQUIRE(m.has_value());
   CAF_CHECK_EQUAL(m->value("validation_votes_processed_total", {{"status", "valid"}}), 1);
@@ -110,22 +121,11 @@ CAF_TEST(the claim owner still resumes behind a resubmission in the same batch) 
   // second, in one batch. The resubmission is a duplicate; the claim's owner
   // must still resume and be counted, not become a second duplicate.
   suite_stack s{"crash_resume", 7, 18182};
-  s.declare_queues();
   auto h = voter_hash(3);
-  s.register_voters({h});
   auto first = vote_body(h, 1, "2026-03-01T08:00:00Z");
   auto again = vote_body(h, 2, "2026-03-01T08:05:00Z");
-  s.amqp.publish(s.validation_q, std::vector<std::string>{again, first});
-  leave_claim(s, h, first);
-  CAF_REQUIRE_EQUAL(s.amqp.bounce_as_redelivered(s.validation_q), 2u);
-
-  auto& w = s.add_worker("it-resume-behind", s.port_base);
-  CAF_REQUIRE(s.start_and_wait(w));
-  wait_for_outputs(s, 2);
-  CAF_CHECK_EQUAL(s.amqp.count(s.aggregation_q), 1);
-  CAF_CHECK_EQUAL(s.amqp.count(s.review_q), 1);
-  std::map<std::string, long long> rows{{"valid", 1}, {"duplicate", 1}};
-  CAF_CHECK_EQUAL(s.pg().count_by_status(), rows);
+  auto& w = redeliver_one_counted_one_duplicate(s, h, {again, first}, first, 0,
+                                                "it-resume-behind");
   CAF_CHECK_EQUAL(s.pg().scalar("SELECT candidate_id FROM vote_audit WHERE status = 'valid'"), 1);
   CAF_CHECK_EQUAL(w.stop(15s).value_or(-1), 0);
 }
