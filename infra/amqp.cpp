@@ -422,13 +422,14 @@ status amqp_vote_sink::await_confirms(uint64_t first, uint64_t last) {
   std::vector<bool> confirmed(last - first + 1, false);
   size_t pending = confirmed.size();
   bool returned = false;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds{10000};
+  auto deadline = std::chrono::steady_clock::now() + session_.timeout();
   auto* conn = session_.raw();
   while (pending > 0) {
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(
       deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      session_.mark_broken("no publisher confirm from RabbitMQ within 10 s");
+      session_.mark_broken("no publisher confirm from RabbitMQ within "
+                           + std::to_string(session_.timeout().count()) + " ms");
       return status::failure(session_.last_error());
     }
     auto tv = to_timeval(left);

@@ -44,6 +44,7 @@ public:
   void close();
   bool connected() const { return conn_ != nullptr && !broken_; }
   bool tls() const { return settings_.tls; }
+  std::chrono::milliseconds timeout() const { return settings_.timeout; }
   void mark_broken(std::string why);
   const std::string& last_error() const { return last_error_; }
   amqp_connection_state_t raw() const { return conn_; }
