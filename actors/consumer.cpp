@@ -151,6 +151,35 @@ void complete(self_ptr self, uint64_t id) {
   finish_drain_if_done(self);
 }
 
+const char* stage_label[] = {"validator", "dedup stage", "auditor", "publisher"};
+
+// Notes that batch `id` now waits for stage `k` (handle `h`); false, after
+// failing the batch, when that stage is missing (a remote one not connected).
+template <class Handle>
+bool enter_stage(self_ptr self, uint64_t id, int k, const Handle& h) {
+  auto& st = self->state;
+  auto it = st.in_flight.find(id);
+  if (it == st.in_flight.end())
+    return false;
+  if (!h) {
+    fail(self, id, stage_label[k],
+         make_error(pipeline_errc::stage_unavailable, "no connection to the node serving it"));
+    return false;
+  }
+  it->second.stage = k;
+  it->second.at = h.address();
+  it->second.sent = clock::now();
+  return true;
+}
+
+// Records the batch's round trip through the stage it was at.
+void leave_stage(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  if (auto it = st.in_flight.find(id); it != st.in_flight.end())
+    st.stats->stage_latency(it->second.stage,
+                            std::chrono::duration<double>(clock::now() - it->second.sent).count());
+}
+
 void publish_stage(self_ptr self, uint64_t id, ballot_batch batch) {
   auto& st = self->state;
   auto it = st.in_flight.find(id);
@@ -160,8 +189,14 @@ void publish_stage(self_ptr self, uint64_t id, ballot_batch batch) {
   for (auto& b : batch.ballots)
     it->second.outcomes.push_back(b.status);
   it->second.claimed = ballot_batch{};
+  if (!enter_stage(self, id, 3, st.stages.publisher))
+    return;
   self->request(st.stages.publisher, st.settings.stage_timeout, emit_atom::value, std::move(batch))
-    .then([self, id](caf::ok_atom) { complete(self, id); },
+    .then(
+      [self, id](caf::ok_atom) {
+        leave_stage(self, id);
+        complete(self, id);
+      },
           [self, id](caf::error& err) { fail(self, id, "publisher", err); });
 }
 
@@ -181,15 +216,26 @@ void audit_stage(self_ptr self, uint64_t id, ballot_batch batch) {
       c.claim = claim_result::fresh;
       it->second.claimed.ballots.push_back(std::move(c));
     }
+  if (!enter_stage(self, id, 2, st.stages.auditor))
+    return;
   self->request(st.stages.auditor, st.settings.stage_timeout, audit_atom::value, std::move(batch))
-    .then([self, id](ballot_batch& audited) { publish_stage(self, id, std::move(audited)); },
+    .then(
+      [self, id](ballot_batch& audited) {
+        leave_stage(self, id);
+        publish_stage(self, id, std::move(audited));
+      },
           [self, id](caf::error& err) {
             // Undo the claims before the NACK so the redelivery is not taken
-            // for a second vote.
+            // for a second vote. Without a dedup stage to ask, the claims stay:
+            // they hold this message's fingerprint, so its redelivery resumes.
             auto& st = self->state;
             auto it = st.in_flight.find(id);
             if (it == st.in_flight.end())
               return;
+            if (!st.stages.dedup) {
+              fail(self, id, "auditor", err);
+              return;
+            }
             auto claimed = std::move(it->second.claimed);
             self
               ->request(st.stages.dedup, st.settings.stage_timeout, unclaim_atom::value,
@@ -216,17 +262,26 @@ void dispatch(self_ptr self) {
   st.forming_received.clear();
   st.stats->batch_size(static_cast<double>(rec.tags.size()));
   st.in_flight.emplace(id, std::move(rec));
+  if (!enter_stage(self, id, 0, st.stages.validator))
+    return;
   self
     ->request(st.stages.validator, st.settings.stage_timeout, validate_atom::value,
               std::move(batch))
     .then(
       [self, id](ballot_batch& validated) {
         auto& st = self->state;
+        leave_stage(self, id);
+        if (!enter_stage(self, id, 1, st.stages.dedup))
+          return;
         self
           ->request(st.stages.dedup, st.settings.stage_timeout, claim_atom::value,
                     std::move(validated))
-          .then([self, id](ballot_batch& claimed) { audit_stage(self, id, std::move(claimed)); },
-                [self, id](caf::error& err) { fail(self, id, "dedup stage", err); });
+          .then(
+            [self, id](ballot_batch& claimed) {
+              leave_stage(self, id);
+              audit_stage(self, id, std::move(claimed));
+            },
+            [self, id](caf::error& err) { fail(self, id, "dedup stage", err); });
       },
       [self, id](caf::error& err) { fail(self, id, "validator", err); });
 }
@@ -279,6 +334,74 @@ void take(self_ptr self, delivery&& d) {
   st.forming_received.push_back(received);
 }
 
+caf::actor_addr stage_address(const pipeline_stages& stages, int k) {
+  switch (k) {
+    case 0:
+      return stages.validator.address();
+    case 1:
+      return stages.dedup.address();
+    case 2:
+      return stages.auditor.address();
+    default:
+      return stages.publisher.address();
+  }
+}
+
+const char* missing_stage(const pipeline_stages& stages) {
+  if (!stages.validator)
+    return "validator";
+  if (!stages.dedup)
+    return "dedup stage";
+  if (!stages.auditor)
+    return "auditor";
+  if (!stages.publisher)
+    return "publisher";
+  return nullptr;
+}
+
+// New stage handles (a restart, a remote node lost or back). A batch waiting
+// for a stage actor that is no longer ours would only time out: requeue it now.
+void replace_stages(self_ptr self, pipeline_stages stages) {
+  auto& st = self->state;
+  st.stages = std::move(stages);
+  std::vector<std::pair<uint64_t, int>> orphaned;
+  for (auto& [id, rec] : st.in_flight)
+    if (rec.at && rec.at != stage_address(st.stages, rec.stage))
+      orphaned.emplace_back(id, rec.stage);
+  for (auto [id, k] : orphaned)
+    fail(self, id, stage_label[k],
+         make_error(pipeline_errc::stage_unavailable, "the stage it was sent to is gone"));
+}
+
+// A stage is missing (its node is not connected): take nothing new, and once
+// the batches in flight are settled give the prefetched deliveries back to
+// the broker, so other ingress nodes can take them meanwhile.
+void hold_for_stages(self_ptr self, const char* missing) {
+  auto& st = self->state;
+  if (!st.waiting_for_stages) {
+    st.waiting_for_stages = true;
+    st.stats->consuming(false);
+    if (st.epoch == 0)
+      st.log->info("waiting for the {} (its node is not connected yet) before consuming", missing);
+    else
+      st.log->warn("intake paused: the {} is not available (its node is not connected); votes "
+                   "wait in the queue until it is back",
+                   missing);
+  }
+  if (st.connected && st.in_flight.empty()) {
+    auto held = st.unsettled.size();
+    st.source->close();
+    st.connected = false;
+    st.unsettled.clear();
+    st.forming = ballot_batch{};
+    st.forming_received.clear();
+    st.stats->in_flight(0);
+    st.log->info("input channel closed while waiting: {} prefetched deliveries returned to "
+                 "the queue",
+                 held);
+  }
+}
+
 void schedule_poll(self_ptr self, clock::duration delay) {
   if (delay <= clock::duration::zero())
     self->send(self, poll_atom::value);
@@ -293,6 +416,19 @@ void poll(self_ptr self) {
   // Pacing uses the actor clock (the deterministic one in tests); latency
   // metrics use the real clock.
   auto now = self->clock().now();
+  if (!st.draining) {
+    if (auto missing = missing_stage(st.stages)) {
+      hold_for_stages(self, missing);
+      schedule_poll(self, std::chrono::milliseconds{100});
+      return;
+    }
+    if (st.waiting_for_stages) {
+      st.waiting_for_stages = false;
+      if (st.connected)
+        st.stats->consuming(true);
+      st.log->info("every stage is available again; resuming intake");
+    }
+  }
   if (!st.connected) {
     if (st.draining) {
       // Nothing can be acked without a channel; the broker has requeued it all.
@@ -388,7 +524,7 @@ consumer_actor::behavior_type consumer(consumer_actor::stateful_pointer<consumer
   self->send(self, poll_atom::value);
   return {
     [self](poll_atom) { poll(self); },
-    [self](stages_atom, pipeline_stages& stages) { self->state.stages = std::move(stages); },
+    [self](stages_atom, pipeline_stages& stages) { replace_stages(self, std::move(stages)); },
     [self](drain_atom) -> caf::result<drained_atom> {
       auto& st = self->state;
       st.drain_promise = self->make_response_promise<drained_atom>();

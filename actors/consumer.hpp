@@ -40,6 +40,9 @@ struct batch_in_flight {
   std::vector<std::chrono::steady_clock::time_point> received;
   std::vector<verdict> outcomes;
   ballot_batch claimed; // kept to release fresh claims if the audit fails
+  int stage = 0;         // where the batch is: index in stage order
+  caf::actor_addr at;    // the stage actor it waits for
+  std::chrono::steady_clock::time_point sent{};
 };
 
 struct consumer_state {
@@ -68,6 +71,8 @@ struct consumer_state {
   enum class settlement : uint8_t { pending, ack, settled };
   std::deque<settlement> unsettled;
   uint64_t unsettled_base = 0;
+
+  bool waiting_for_stages = false; // intake stopped: a (remote) stage is missing
 
   bool draining = false;
   bool drained = false;

@@ -53,6 +53,23 @@ typename Inspector::result_type inspect(Inspector& f, pipeline_stages& x) {
   return f(x.validator, x.dedup, x.auditor, x.publisher);
 }
 
+// What a node publishes on NODE_LISTEN_PORT: the stages it runs, by name
+// ("auditor"), answered with the stage's current handle (a new one after a
+// restart), or unknown_stage / stage_unavailable.
+using node_directory_actor
+  = caf::typed_actor<caf::replies_to<lookup_atom, std::string>::with<caf::strong_actor_ptr>>;
+
+// The directory as its own node sees it. stages: the supervisor's update
+// after each (re)start (local only: pipeline_stages never crosses the wire).
+using node_directory_admin_actor
+  = node_directory_actor::extend<caf::reacts_to<stages_atom, pipeline_stages>>;
+
+// Finds a stage on another node: connects to host:port (TLS or not, as the
+// node is configured) and asks that node's directory for the stage.
+using remote_locator_actor
+  = caf::typed_actor<caf::replies_to<lookup_atom, std::string, std::string, uint16_t>::with<
+    caf::strong_actor_ptr>>;
+
 // Owns the input channel: takes deliveries, drives batches, acks.
 // poll: take the next deliveries. stages: use these (restarted) stages.
 // drain: stop consuming, finish in-flight work, answer when done.

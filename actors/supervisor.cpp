@@ -29,7 +29,28 @@ void adopt(self_ptr self, const Handle& h, const std::string& name) {
   self->state.children[h.address()] = name;
 }
 
-void start(self_ptr self, const std::string& name) {
+caf::actor_addr address_of(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  for (auto& [addr, n] : st.children)
+    if (n == name)
+      return addr;
+  return {};
+}
+
+bool is_stage(const std::string& name) {
+  return name == "validator" || name == "dedup" || name == "auditor" || name == "publisher";
+}
+
+// Tells the consumer (and the node directory) which stages to use now.
+void announce_stages(self_ptr self) {
+  auto& st = self->state;
+  if (st.input)
+    self->send(st.input, stages_atom::value, st.stages);
+  if (st.settings.directory)
+    self->send(st.settings.directory, stages_atom::value, st.stages);
+}
+
+void start_local(self_ptr self, const std::string& name) {
   auto& st = self->state;
   if (name == "validator") {
     st.stages.validator = spawn_child(self, validator, st.factory.voters(), st.stats);
@@ -43,30 +64,154 @@ void start(self_ptr self, const std::string& name) {
   } else if (name == "publisher") {
     st.stages.publisher = spawn_child(self, publisher, st.factory.output(), st.stats);
     adopt(self, st.stages.publisher, name);
+  }
+}
+
+void connect_remote(self_ptr self, const std::string& name);
+
+void start(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  if (is_stage(name)) {
+    if (auto it = st.remotes.find(name); it != st.remotes.end()) {
+      // A failed local stand-in is restarted only while its remote is away.
+      if (it->second.fallback && !it->second.connected)
+        start_local(self, name);
+      return;
+    }
+    if (!st.settings.local_stages.count(name))
+      return;
+    start_local(self, name);
   } else if (name == "consumer") {
+    if (!st.settings.ingress)
+      return;
     st.input = spawn_child(self, consumer, st.factory.input(), st.stages, st.settings.consumer,
                            st.stats);
     adopt(self, st.input, name);
-    return;
   } else if (name == "queue_monitor") {
-    if (!st.factory.queue_depth)
+    if (!st.settings.ingress || !st.factory.queue_depth)
       return;
     st.depth_monitor = spawn_child(self, queue_monitor, st.factory.queue_depth(), st.stats,
                                    st.settings.queue_poll_interval);
     adopt(self, st.depth_monitor, name);
     return;
   }
-  // A restarted stage: the consumer sends its next batches there.
-  if (st.input)
-    self->send(st.input, stages_atom::value, st.stages);
+  // A (re)started stage or consumer: tell the consumer and the directory.
+  announce_stages(self);
 }
 
-caf::actor_addr address_of(self_ptr self, const std::string& name) {
+// ---- remote stages -------------------------------------------------------------
+
+constexpr const char* remote_prefix = "remote:";
+
+void schedule_reconnect(self_ptr self, const std::string& name) {
+  auto& link = self->state.remotes[name];
+  auto delay = link.retry.next();
+  self->delayed_send(self, delay, restart_atom::value, std::string{remote_prefix} + name);
+}
+
+// While the remote is away: a local stand-in if configured, else nothing
+// (the consumer pauses intake while a stage is missing).
+void cover_for_remote(self_ptr self, const std::string& name) {
   auto& st = self->state;
-  for (auto& [addr, n] : st.children)
-    if (n == name)
-      return addr;
-  return {};
+  auto& link = st.remotes[name];
+  if (!st.settings.remote_fallback_local || link.fallback)
+    return;
+  link.fallback = true;
+  start_local(self, name);
+  announce_stages(self);
+}
+
+void on_remote_failed(self_ptr self, const std::string& name, const caf::error& err) {
+  auto& st = self->state;
+  auto& link = st.remotes[name];
+  link.connecting = false;
+  if (st.stopping)
+    return;
+  ++link.failures;
+  st.stats->remote_link(name, link.at.text(), false);
+  auto what = self->home_system().render(err);
+  if (link.failures == 1)
+    st.log->warn("cannot reach the remote {} at {}: {}; {}, retrying with backoff", name,
+                 link.at.text(), what,
+                 st.settings.remote_fallback_local ? "a local " + name + " stands in"
+                                                   : "intake waits until it answers");
+  else
+    st.log->debug("remote {} at {} still unreachable: {}", name, link.at.text(), what);
+  cover_for_remote(self, name);
+  schedule_reconnect(self, name);
+}
+
+void on_remote_up(self_ptr self, const std::string& name, const caf::strong_actor_ptr& handle) {
+  auto& st = self->state;
+  auto& link = st.remotes[name];
+  link.connecting = false;
+  if (st.stopping)
+    return;
+  if (!handle) {
+    on_remote_failed(self, name,
+                     make_error(pipeline_errc::stage_unavailable, "the node returned no stage"));
+    return;
+  }
+  auto h = caf::actor_cast<caf::actor>(handle);
+  self->monitor(h);
+  link.addr = h.address();
+  link.connected = true;
+  st.remote_addrs[link.addr] = name;
+  set_stage_handle(st.stages, name, handle);
+  if (link.fallback) {
+    // Back to the remote: retire the stand-in (its in-flight batches are requeued).
+    link.fallback = false;
+    if (auto addr = address_of(self, name)) {
+      st.children.erase(addr);
+      self->send_exit(addr, caf::exit_reason::user_shutdown);
+    }
+  }
+  st.stats->remote_link(name, link.at.text(), true);
+  if (!link.ever_connected)
+    st.log->info("using the remote {} at {}", name, link.at.text());
+  else
+    st.log->info("remote {} at {} is back after {} failed attempts; resuming", name,
+                 link.at.text(), link.failures);
+  link.ever_connected = true;
+  link.failures = 0;
+  link.retry.reset();
+  announce_stages(self);
+}
+
+void connect_remote(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  auto& link = st.remotes[name];
+  if (st.stopping || link.connected || link.connecting)
+    return;
+  link.connecting = true;
+  // The locator bounds each of its two steps by the stage timeout.
+  self
+    ->request(st.settings.locator, st.settings.consumer.stage_timeout * 3, lookup_atom::value,
+              name, link.at.host, link.at.port)
+    .then([self, name](caf::strong_actor_ptr& handle) { on_remote_up(self, name, handle); },
+          [self, name](caf::error& err) { on_remote_failed(self, name, err); });
+}
+
+// The remote stage (or its whole node) is gone: in-flight batches there fail,
+// intake pauses (or the stand-in takes over) and we reconnect with backoff.
+void on_remote_down(self_ptr self, const std::string& name, const caf::error& reason) {
+  auto& st = self->state;
+  auto& link = st.remotes[name];
+  link.connected = false;
+  link.addr = caf::actor_addr{};
+  set_stage_handle(st.stages, name, nullptr);
+  st.stats->remote_link(name, link.at.text(), false);
+  if (st.stopping)
+    return;
+  st.log->warn("lost the remote {} at {} ({}); its in-flight batches are requeued, {}, "
+               "reconnecting with backoff",
+               name, link.at.text(), self->home_system().render(reason),
+               st.settings.remote_fallback_local ? "a local " + name + " stands in"
+                                                 : "intake paused until it is back");
+  cover_for_remote(self, name);
+  announce_stages(self);
+  link.retry.reset();
+  schedule_reconnect(self, name);
 }
 
 void finish_stop(self_ptr self) {
@@ -98,6 +243,12 @@ void next_shutdown_step(self_ptr self) {
 
 void on_child_down(self_ptr self, caf::down_msg& dm) {
   auto& st = self->state;
+  if (auto r = st.remote_addrs.find(dm.source); r != st.remote_addrs.end()) {
+    auto name = r->second;
+    st.remote_addrs.erase(r);
+    on_remote_down(self, name, dm.reason);
+    return;
+  }
   auto it = st.children.find(dm.source);
   if (it == st.children.end())
     return;
@@ -144,8 +295,16 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self, supervisor
   st.restart_backoff = backoff{st.settings.restart_backoff_initial,
                                st.settings.restart_backoff_max};
   self->set_down_handler([self](caf::down_msg& dm) { on_child_down(self, dm); });
+  for (auto& [name, at] : st.settings.remote_stages) {
+    auto& link = st.remotes[name];
+    link.at = at;
+    link.retry = backoff{st.settings.restart_backoff_initial, st.settings.restart_backoff_max};
+    st.stats->remote_link(name, at.text(), false);
+  }
   for (auto& name : child_table::all)
     start(self, name);
+  for (auto& [name, link] : st.remotes)
+    connect_remote(self, name);
   return {
     [self](stop_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
@@ -174,6 +333,10 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self, supervisor
     [self](restart_atom, const std::string& name) {
       if (self->state.stopping)
         return;
+      if (name.rfind(remote_prefix, 0) == 0) {
+        connect_remote(self, name.substr(std::char_traits<char>::length(remote_prefix)));
+        return;
+      }
       start(self, name);
       self->state.log->info("{} restarted", name);
     },

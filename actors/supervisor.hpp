@@ -14,6 +14,7 @@
 
 #include "actors/consumer.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/node.hpp"
 #include "infra/backoff.hpp"
 #include "infra/log.hpp"
 #include "infra/metrics.hpp"
@@ -31,8 +32,23 @@ struct infra_factory {
   std::function<std::shared_ptr<queue_probe>()> queue_depth; // optional
 };
 
+// A stage served by another node (REMOTE_<STAGE>=host:port).
+struct remote_stage {
+  std::string host;
+  uint16_t port = 0;
+  std::string text() const { return host + ":" + std::to_string(port); }
+};
+
 struct supervisor_settings {
   consumer_settings consumer;
+  // Which children this node runs (DESIGN §4). An ingress node runs the
+  // consumer and queue monitor; each stage is local or remote.
+  bool ingress = true;
+  std::set<std::string> local_stages = {"validator", "dedup", "auditor", "publisher"};
+  std::map<std::string, remote_stage> remote_stages;
+  bool remote_fallback_local = false; // run a local stage while its remote is lost
+  remote_locator_actor locator;       // required when remote_stages is not empty
+  node_directory_admin_actor directory; // optional: kept up to date with the local stages
   int restart_max = 5;                      // restarts allowed within restart_window...
   std::chrono::seconds restart_window{60};  // ...before the process gives up
   std::chrono::milliseconds restart_backoff_initial{200};
@@ -64,6 +80,20 @@ struct supervisor_state {
   std::map<caf::actor_addr, std::string> children;
   std::deque<std::chrono::steady_clock::time_point> restarts;
   backoff restart_backoff{std::chrono::milliseconds{200}, std::chrono::milliseconds{10000}};
+
+  // Remote stages: where they are, whether their node is connected.
+  struct link {
+    remote_stage at;
+    caf::actor_addr addr; // the remote stage while connected
+    bool connected = false;
+    bool connecting = false;
+    bool fallback = false; // a local stage stands in while the link is down
+    bool ever_connected = false;
+    int failures = 0;
+    backoff retry{std::chrono::milliseconds{200}, std::chrono::milliseconds{10000}};
+  };
+  std::map<std::string, link> remotes;
+  std::map<caf::actor_addr, std::string> remote_addrs;
 
   bool stopping = false;
   bool stopped = false;

@@ -7,6 +7,10 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
+#include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include "actors/supervisor.hpp"
@@ -16,6 +20,7 @@
 #include "infra/http_server.hpp"
 #include "infra/log.hpp"
 #include "infra/metrics.hpp"
+#include "infra/node_tls.hpp"
 #include "infra/postgres.hpp"
 #include "infra/redis.hpp"
 
@@ -100,7 +105,36 @@ vw::supervisor_settings supervision(const vw::config& cfg) {
   s.restart_backoff_max = milliseconds{cfg.backoff_max_ms};
   s.shutdown_timeout = std::chrono::seconds{cfg.shutdown_timeout_s};
   s.queue_poll_interval = milliseconds{cfg.queue_poll_interval_ms};
+  s.ingress = cfg.node_ingress;
+  s.local_stages = {cfg.node_stages.begin(), cfg.node_stages.end()};
+  for (auto& [stage, at] : cfg.remote_stages)
+    s.remote_stages[stage] = vw::remote_stage{at.host, at.port};
+  s.remote_fallback_local = cfg.remote_fallback_local;
   return s;
+}
+
+bool uses_nodes(const vw::config& cfg) {
+  return cfg.node_listen_port != 0 || !cfg.remote_stages.empty();
+}
+
+// The middleman (and, with NODE_TLS=required, CAF's OpenSSL module with this
+// node's certificate, key and CA: peers must present a certificate that CA
+// signed, and plaintext peers are refused).
+void configure_nodes(const vw::config& cfg, caf::actor_system_config& caf_cfg) {
+  if (!uses_nodes(cfg))
+    return;
+  caf_cfg.load<caf::io::middleman>();
+  if (!cfg.node_tls)
+    return;
+  caf_cfg.load<caf::openssl::manager>();
+  caf_cfg.openssl_certificate = cfg.node_tls_cert;
+  caf_cfg.openssl_key = cfg.node_tls_key;
+  caf_cfg.openssl_cafile = cfg.node_tls_ca;
+  caf_cfg.openssl_passphrase = cfg.node_tls_key_passphrase;
+}
+
+caf::io::middleman_actor node_middleman(const vw::config& cfg, caf::actor_system& sys) {
+  return cfg.node_tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
 }
 
 } // namespace
@@ -154,8 +188,18 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (cfg.node_tls) {
+    if (auto problem = vw::check_node_tls(cfg.node_tls_cert, cfg.node_tls_key, cfg.node_tls_ca,
+                                          cfg.node_tls_key_passphrase);
+        !problem.empty()) {
+      log->critical("{}; fix the node certificates (see README \"Distributed nodes\")", problem);
+      return 2;
+    }
+  }
+  stats->node_role(cfg.node_ingress);
+
   bool interrupted = false;
-  if (!check_audit_table(cfg, signals, interrupted))
+  if (cfg.runs_locally("auditor") && !check_audit_table(cfg, signals, interrupted))
     return 1;
   if (interrupted) {
     log->info("stopped before start-up finished");
@@ -168,11 +212,54 @@ int main(int argc, char** argv) {
                              [](uint8_t code, caf::atom_value, const caf::message&) {
                                return vw::to_string(static_cast<vw::pipeline_errc>(code));
                              });
+  configure_nodes(cfg, caf_cfg);
   caf::actor_system sys{caf_cfg};
+  auto settings = supervision(cfg);
+  // Node actors live outside the supervisor; they are stopped before `sys` goes.
+  std::vector<caf::actor> node_actors;
+  struct stop_node_actors {
+    std::vector<caf::actor>& actors;
+    ~stop_node_actors() {
+      for (auto& a : actors)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+  } node_guard{node_actors};
+  if (!cfg.remote_stages.empty()) {
+    settings.locator = sys.spawn(vw::remote_locator, node_middleman(cfg, sys),
+                                 std::chrono::milliseconds{cfg.stage_timeout_ms});
+    node_actors.push_back(caf::actor_cast<caf::actor>(settings.locator));
+  }
+  if (cfg.node_listen_port != 0) {
+    std::set<std::string> served{cfg.node_stages.begin(), cfg.node_stages.end()};
+    settings.directory = sys.spawn(vw::node_directory, served);
+    node_actors.push_back(caf::actor_cast<caf::actor>(settings.directory));
+    // Peers see only the lookup interface.
+    auto published = caf::actor_cast<vw::node_directory_actor>(settings.directory);
+    auto port = cfg.node_tls ? caf::openssl::publish(published, cfg.node_listen_port,
+                                                      cfg.node_listen_host.c_str(), true)
+                             : sys.middleman().publish(published, cfg.node_listen_port,
+                                                       cfg.node_listen_host.c_str(), true);
+    if (!port) {
+      log->critical("cannot publish this node's stages on {}:{}: {}; set NODE_LISTEN_PORT to a "
+                    "free port (and NODE_LISTEN_HOST to a local address)",
+                    cfg.node_listen_host, cfg.node_listen_port, sys.render(port.error()));
+      return 1;
+    }
+    std::string list;
+    for (auto& stage : served)
+      list += (list.empty() ? "" : ", ") + stage;
+    log->info("serving {} to other nodes on {}:{} ({})", list, cfg.node_listen_host, *port,
+              cfg.node_tls ? "TLS, peers must present a certificate signed by NODE_TLS_CA"
+                           : "plaintext: keep this port on a private network");
+  }
   auto exit_code = std::make_shared<std::atomic<int>>(-1);
-  auto sup = sys.spawn(vw::supervisor, supervision(cfg), real_infra(cfg), stats, exit_code);
-  log->info("worker {} running; http://{}:{}/metrics, /healthz and /readyz", cfg.worker_id,
-            cfg.metrics_bind, cfg.metrics_port);
+  auto sup = sys.spawn(vw::supervisor, settings, real_infra(cfg), stats, exit_code);
+  if (cfg.node_ingress)
+    log->info("worker {} running; http://{}:{}/metrics, /healthz and /readyz", cfg.worker_id,
+              cfg.metrics_bind, cfg.metrics_port);
+  else
+    log->info("stage node {} running (no intake); http://{}:{}/metrics, /healthz and /readyz",
+              cfg.worker_id, cfg.metrics_bind, cfg.metrics_port);
 
   while (exit_code->load() < 0)
     if (wait_for_signal(signals, std::chrono::milliseconds{250}))

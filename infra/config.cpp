@@ -116,7 +116,98 @@ std::string default_worker_id() {
   return "worker-1";
 }
 
+// REMOTE_VALIDATOR for "validator".
+std::string remote_variable(const std::string& stage) {
+  auto name = "REMOTE_" + stage;
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char ch) { return std::toupper(ch); });
+  return name;
+}
+
+node_endpoint endpoint_of(const std::string& name, const std::string& value) {
+  auto colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size())
+    refuse(name, value, "must be host:port, the NODE_LISTEN_PORT of the node serving the stage");
+  node_endpoint e;
+  e.host = value.substr(0, colon);
+  auto port = value.substr(colon + 1);
+  int parsed = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), parsed);
+  if (ec != std::errc{} || end != port.data() + port.size() || parsed < 1 || parsed > 65535)
+    refuse(name, value, "the port must be an integer between 1 and 65535");
+  e.port = static_cast<uint16_t>(parsed);
+  return e;
+}
+
+// NODE_* and REMOTE_*: which stages run here, which come from other nodes.
+void read_node_settings(reader& r, config& c) {
+  r.flag("NODE_INGRESS", c.node_ingress);
+  r.integer("NODE_LISTEN_PORT", c.node_listen_port, 0, 65535);
+  r.text("NODE_LISTEN_HOST", c.node_listen_host);
+  for (auto& stage : stage_names) {
+    auto name = remote_variable(stage);
+    std::string value;
+    r.text(name.c_str(), value, true);
+    if (!value.empty())
+      c.remote_stages[stage] = endpoint_of(name, trim(value));
+  }
+  std::string fallback = "none";
+  r.choice("REMOTE_FALLBACK", fallback, {"none", "local"});
+  c.remote_fallback_local = fallback == "local";
+  std::vector<std::string> stages;
+  r.list("NODE_STAGES", stages);
+  for (auto& s : stages) {
+    if (std::find(stage_names.begin(), stage_names.end(), s) == stage_names.end())
+      refuse("NODE_STAGES", s, "each entry must be one of validator|dedup|auditor|publisher");
+    if (c.remote_stages.count(s))
+      refuse("NODE_STAGES", s, "this stage is also configured as remote (REMOTE_...); pick one");
+  }
+  if (stages.empty()) // default: every stage that is not remote
+    for (auto& s : stage_names)
+      if (!c.remote_stages.count(s))
+        stages.push_back(s);
+  c.node_stages = stages;
+  if (c.node_ingress) {
+    for (auto& s : stage_names)
+      if (std::find(stages.begin(), stages.end(), s) == stages.end() && !c.remote_stages.count(s))
+        refuse("NODE_STAGES", "", "an ingress node needs every stage, locally or remote: " + s
+                                    + " is neither (add it or set " + remote_variable(s) + ")");
+  } else {
+    if (c.node_listen_port == 0)
+      refuse("NODE_LISTEN_PORT", "0",
+             "a node with NODE_INGRESS=false only serves stages to other nodes: set a port");
+    if (stages.empty())
+      refuse("NODE_STAGES", "", "a node with NODE_INGRESS=false must run at least one stage");
+    if (!c.remote_stages.empty())
+      refuse("NODE_INGRESS", "false", "REMOTE_* stages are used by ingress nodes only");
+  }
+  std::string tls = "off";
+  r.choice("NODE_TLS", tls, {"off", "required"});
+  c.node_tls = tls == "required";
+  r.file("NODE_TLS_CERT", c.node_tls_cert);
+  r.file("NODE_TLS_KEY", c.node_tls_key);
+  r.file("NODE_TLS_CA", c.node_tls_ca);
+  r.text("NODE_TLS_KEY_PASSPHRASE", c.node_tls_key_passphrase, true);
+  bool any_file = !c.node_tls_cert.empty() || !c.node_tls_key.empty() || !c.node_tls_ca.empty();
+  if (c.node_tls) {
+    if (c.node_tls_cert.empty())
+      refuse("NODE_TLS_CERT", "", "NODE_TLS=required needs this node's certificate");
+    if (c.node_tls_key.empty())
+      refuse("NODE_TLS_KEY", "", "NODE_TLS=required needs this node's private key");
+    if (c.node_tls_ca.empty())
+      refuse("NODE_TLS_CA", "", "NODE_TLS=required needs the CA that signs every node's certificate");
+  } else if (any_file) {
+    refuse("NODE_TLS", "off", "node certificates are configured but not used: set NODE_TLS=required");
+  }
+}
+
 } // namespace
+
+bool config::runs_locally(const std::string& stage) const {
+  if (std::find(node_stages.begin(), node_stages.end(), stage) != node_stages.end())
+    return true;
+  return remote_fallback_local && remote_stages.count(stage) > 0;
+}
 
 bool config::audits(const std::string& status) const {
   return std::find(audit_statuses.begin(), audit_statuses.end(), status) != audit_statuses.end();
@@ -130,7 +221,7 @@ std::vector<std::string> config::describe() const {
       out += (out.empty() ? "" : ",") + x;
     return out;
   };
-  return {
+  std::vector<std::string> out{
     "WORKER_ID=" + worker_id,
     "RABBITMQ_HOST=" + rabbitmq_host,
     "RABBITMQ_PORT=" + std::to_string(rabbitmq_port),
@@ -164,6 +255,16 @@ std::vector<std::string> config::describe() const {
     "LOG_LEVEL=" + log_level,
     "LOG_FORMAT=" + log_format,
   };
+  out.push_back(std::string{"NODE_INGRESS="} + (node_ingress ? "true" : "false"));
+  out.push_back("NODE_STAGES=" + join(node_stages));
+  if (node_listen_port != 0)
+    out.push_back("NODE_LISTEN=" + node_listen_host + ":" + std::to_string(node_listen_port));
+  for (auto& [stage, at] : remote_stages)
+    out.push_back(remote_variable(stage) + "=" + at.text());
+  if (!remote_stages.empty())
+    out.push_back(std::string{"REMOTE_FALLBACK="} + (remote_fallback_local ? "local" : "none"));
+  out.push_back(std::string{"NODE_TLS="} + (node_tls ? "required" : "off"));
+  return out;
 }
 
 std::map<std::string, std::string> read_dotenv(const std::string& path) {
@@ -262,6 +363,7 @@ config load_config(const env_lookup& env) {
   r.integer("QUEUE_POLL_INTERVAL_MS", c.queue_poll_interval_ms, 100, 600000);
   r.choice("LOG_LEVEL", c.log_level, {"trace", "debug", "info", "warn", "error"});
   r.choice("LOG_FORMAT", c.log_format, {"text", "json"});
+  read_node_settings(r, c);
   if (c.backoff_max_ms < c.backoff_initial_ms)
     refuse("BACKOFF_MAX_MS", std::to_string(c.backoff_max_ms),
            "must not be below BACKOFF_INITIAL_MS");

@@ -10,6 +10,16 @@
 
 namespace vw {
 
+// A node that publishes stages: REMOTE_<STAGE>=host:port.
+struct node_endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string text() const { return host + ":" + std::to_string(port); }
+};
+
+// The pipeline stages after the consumer, in order.
+inline const std::vector<std::string> stage_names = {"validator", "dedup", "auditor", "publisher"};
+
 // Everything the worker reads from its environment (and `.env`). The only
 // config reader in the project; every knob is listed in `.env.example`.
 struct config {
@@ -67,7 +77,22 @@ struct config {
   std::string log_level = "info";
   std::string log_format = "text";
 
+  // Distributed nodes (README "Distributed nodes")
+  bool node_ingress = true;                   // consume from RabbitMQ on this node
+  std::vector<std::string> node_stages;       // stages run here (resolved: never empty)
+  uint16_t node_listen_port = 0;              // 0: publish nothing
+  std::string node_listen_host = "127.0.0.1"; // address the node port binds
+  std::map<std::string, node_endpoint> remote_stages; // stage -> node that serves it
+  bool remote_fallback_local = false;         // run a local stage while a remote one is lost
+  bool node_tls = false;                      // NODE_TLS=required: TLS with mutual certificates
+  std::string node_tls_cert;
+  std::string node_tls_key;
+  std::string node_tls_ca;
+  std::string node_tls_key_passphrase;
+
   bool audits(const std::string& status) const;
+  // True if this node runs `stage` itself (always, or as a remote's fallback).
+  bool runs_locally(const std::string& stage) const;
   // The effective configuration, one `NAME=value` per entry, secrets masked.
   std::vector<std::string> describe() const;
 };

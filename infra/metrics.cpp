@@ -57,6 +57,21 @@ metrics::metrics() : registry_(std::make_shared<Registry>()) {
               .Help("1 while the worker is consuming and its dependencies answer")
               .Register(*registry_)
               .Add({});
+  remote_up_family_ = &BuildGauge()
+                         .Name("validation_remote_stage_up")
+                         .Help("1 while the stage served by another node is connected")
+                         .Register(*registry_);
+  auto& stage_latency = BuildHistogram()
+                          .Name("validation_stage_duration_seconds")
+                          .Help("Round trip of one batch through a stage (remote ones include "
+                                "the network hop)")
+                          .Register(*registry_);
+  const char* stage_names[] = {"validator", "dedup", "auditor", "publisher"};
+  for (int i = 0; i < 4; ++i)
+    stage_latency_[i] = &stage_latency.Add(
+      {{"stage", stage_names[i]}},
+      Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05, 0.1, 0.25, 0.5, 1, 2.5});
   for (auto* d : {"rabbitmq", "rabbitmq_publisher", "redis", "postgres"})
     up_->Add({{"dependency", d}}).Set(std::string{d} == "rabbitmq" ? 0 : 1);
   valid_ = &processed_->Add({{"status", "valid"}});
@@ -101,7 +116,42 @@ std::string metrics::exposition() const {
 }
 
 bool metrics::ready() const {
+  if (!ingress_)
+    return publisher_up_ && redis_up_ && postgres_up_;
   return consuming_ && rabbitmq_up_ && publisher_up_ && redis_up_ && postgres_up_;
+}
+
+void metrics::node_role(bool ingress) {
+  ingress_ = ingress;
+  if (!ingress) { // no consumer connection on this node
+    rabbitmq_up_ = true;
+    up_->Add({{"dependency", "rabbitmq"}}).Set(1);
+  }
+  update_ready();
+}
+
+void metrics::remote_link(const std::string& stage, const std::string& peer, bool up) {
+  remote_up_family_->Add({{"stage", stage}, {"peer", peer}}).Set(up ? 1 : 0);
+  std::lock_guard<std::mutex> guard{remote_mutex_};
+  remote_up_[stage] = up;
+}
+
+void metrics::stage_latency(int stage, double seconds) {
+  if (stage >= 0 && stage < 4)
+    stage_latency_[stage]->Observe(seconds);
+}
+
+std::string metrics::remote_json() const {
+  std::lock_guard<std::mutex> guard{remote_mutex_};
+  if (remote_up_.empty())
+    return "";
+  std::string out = R"(,"remote_stages":{)";
+  bool first = true;
+  for (auto& [stage, up] : remote_up_) {
+    out += (first ? "\"" : ",\"") + stage + "\":" + (up ? "\"up\"" : "\"down\"");
+    first = false;
+  }
+  return out + "}";
 }
 
 std::string metrics::readiness_json() const {
@@ -109,7 +159,8 @@ std::string metrics::readiness_json() const {
   return std::string{R"({"status":")"} + (ready() ? "ready" : "not_ready")
          + R"(","consuming":)" + (consuming_ ? "true" : "false")
          + R"(,"dependencies":{"rabbitmq":)" + state(rabbitmq_up_ && publisher_up_)
-         + R"(,"redis":)" + state(redis_up_) + R"(,"postgres":)" + state(postgres_up_) + "}}";
+         + R"(,"redis":)" + state(redis_up_) + R"(,"postgres":)" + state(postgres_up_) + "}"
+         + remote_json() + "}";
 }
 
 void metrics::update_ready() {

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -41,6 +43,14 @@ public:
   // dependency: rabbitmq (consumer), rabbitmq_publisher, redis, postgres.
   void dependency_up(const char* dependency, bool up);
   void consuming(bool on);
+  // A node without the consumer (NODE_INGRESS=false) is ready when the
+  // dependencies of its stages answer.
+  void node_role(bool ingress);
+  // Link to a stage on another node: validation_remote_stage_up{stage,peer}.
+  void remote_link(const std::string& stage, const std::string& peer, bool up);
+  // Round trip of one batch through a stage (index in stage order:
+  // validator, dedup, auditor, publisher), local or remote.
+  void stage_latency(int stage, double seconds);
 
   // Ready: consuming and every dependency answered its last call.
   bool ready() const;
@@ -58,6 +68,7 @@ private:
   std::shared_ptr<prometheus::Registry> registry_;
   http_response handle(const std::string& path) const;
   void update_ready();
+  std::string remote_json() const;
 
   http_server http_;
   std::atomic<bool> rabbitmq_up_{false};
@@ -65,6 +76,11 @@ private:
   std::atomic<bool> redis_up_{true};
   std::atomic<bool> postgres_up_{true};
   std::atomic<bool> consuming_{false};
+  std::atomic<bool> ingress_{true};
+  mutable std::mutex remote_mutex_;
+  std::map<std::string, bool> remote_up_; // stage -> link up
+  prometheus::Family<prometheus::Gauge>* remote_up_family_;
+  prometheus::Histogram* stage_latency_[4];
   prometheus::Family<prometheus::Counter>* processed_;
   prometheus::Family<prometheus::Counter>* errors_;
   prometheus::Family<prometheus::Counter>* redis_ops_;

@@ -27,5 +27,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(vote_worker, caf::first_custom_type_id)
   CAF_ADD_ATOM(vote_worker, vw, status_atom, "status")
   CAF_ADD_ATOM(vote_worker, vw, restart_atom, "restart")
   CAF_ADD_ATOM(vote_worker, vw, deadline_atom, "deadline")
+  CAF_ADD_ATOM(vote_worker, vw, lookup_atom, "lookup")
 
 CAF_END_TYPE_ID_BLOCK(vote_worker)

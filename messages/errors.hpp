@@ -16,6 +16,8 @@ enum class pipeline_errc : uint8_t {
   broker_unavailable,
   publish_not_confirmed,
   shutting_down,
+  stage_unavailable, // a remote stage's node is not connected (or was lost)
+  unknown_stage,     // a node was asked for a stage it does not serve
 };
 
 std::string to_string(pipeline_errc x);

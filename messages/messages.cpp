@@ -31,6 +31,10 @@ std::string to_string(pipeline_errc x) {
       return "publish_not_confirmed";
     case pipeline_errc::shutting_down:
       return "shutting_down";
+    case pipeline_errc::stage_unavailable:
+      return "stage_unavailable";
+    case pipeline_errc::unknown_stage:
+      return "unknown_stage";
   }
   return "unknown";
 }

@@ -93,3 +93,47 @@ CAF_TEST(dotenv values are read and the real environment wins) {
   CAF_CHECK_EQUAL(c.prefetch_count, 250);
   CAF_CHECK_EQUAL(c.metrics_port, 9100);
 }
+
+CAF_TEST(node settings: which stages run here and which come from other nodes) {
+  auto standalone = load_config(from({}));
+  CAF_CHECK(standalone.node_ingress);
+  CAF_CHECK_EQUAL(standalone.node_stages.size(), 4u);
+  CAF_CHECK(standalone.remote_stages.empty());
+
+  auto ingress = load_config(from({{"REMOTE_AUDITOR", "auditor-node:4700"}}));
+  CAF_CHECK_EQUAL(ingress.remote_stages.at("auditor").host, "auditor-node");
+  CAF_CHECK_EQUAL(ingress.remote_stages.at("auditor").port, 4700);
+  CAF_CHECK(!ingress.runs_locally("auditor"));
+  CAF_CHECK(ingress.runs_locally("validator"));
+  auto fallback = load_config(from({{"REMOTE_AUDITOR", "a:1"}, {"REMOTE_FALLBACK", "local"}}));
+  CAF_CHECK(fallback.runs_locally("auditor"));
+
+  auto stage_node = load_config(from(
+    {{"NODE_INGRESS", "false"}, {"NODE_STAGES", "auditor"}, {"NODE_LISTEN_PORT", "4700"}}));
+  CAF_CHECK_EQUAL(stage_node.node_stages, std::vector<std::string>{"auditor"});
+  CAF_CHECK(!stage_node.runs_locally("publisher"));
+
+  CAF_CHECK(refusal({{"REMOTE_AUDITOR", "auditor-node"}}).find("REMOTE_AUDITOR") != std::string::npos);
+  CAF_CHECK(refusal({{"REMOTE_DEDUP", "h:99999"}}).find("REMOTE_DEDUP") != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_STAGES", "auditor,cache"}}).find("NODE_STAGES") != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_STAGES", "validator,dedup,publisher"}}).find("REMOTE_AUDITOR")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"REMOTE_AUDITOR", "a:1"}, {"NODE_STAGES", "auditor"}}).find("pick one")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_INGRESS", "false"}, {"NODE_STAGES", "auditor"}})
+              .find("NODE_LISTEN_PORT")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"REMOTE_FALLBACK", "maybe"}}).find("REMOTE_FALLBACK") != std::string::npos);
+}
+
+CAF_TEST(node TLS is all or nothing) {
+  CAF_CHECK(refusal({{"NODE_TLS", "required"}}).find("NODE_TLS_CERT") != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_TLS", "required"}, {"NODE_TLS_CERT", "/etc/hostname"},
+                     {"NODE_TLS_KEY", "/etc/hostname"}})
+              .find("NODE_TLS_CA")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_TLS_CA", "/etc/hostname"}}).find("set NODE_TLS=required")
+            != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_TLS", "yes"}}).find("NODE_TLS") != std::string::npos);
+  CAF_CHECK(refusal({{"NODE_TLS_CERT", "/nonexistent.pem"}}).find("cannot read") != std::string::npos);
+}
