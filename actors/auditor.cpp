@@ -17,7 +17,7 @@ auditor_actor::behavior_type auditor(auditor_actor::stateful_pointer<auditor_sta
     [self](audit_atom, ballot_batch& batch) -> caf::result<ballot_batch> {
       auto& st = self->state;
       st.health.touch();
-      auto result = st.audit->record(batch.ballots, batch.processed_time_us);
+      auto result = st.audit->record(batch.ballots, batch.processed_time_us, batch.decided_by);
       st.stats->database_op("insert_audit", !result.failed());
       st.health.report(result);
       if (result.failed())

@@ -258,6 +258,7 @@ void dispatch(self_ptr self) {
   ballot_batch batch = std::move(st.forming);
   batch.id = id;
   batch.channel_epoch = st.epoch;
+  batch.decided_by = st.settings.worker_id;
   st.forming = ballot_batch{};
   st.forming_received.clear();
   st.stats->batch_size(static_cast<double>(rec.tags.size()));

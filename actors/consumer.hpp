@@ -30,6 +30,7 @@ struct consumer_settings {
   // deterministic test coordinator needs it because it re-runs an actor with
   // mail before any other.
   bool pace_idle_polls_with_clock = false;
+  std::string worker_id; // stamped on each batch: audit rows and outputs name this worker
   decode_options decode;
 };
 

@@ -17,7 +17,7 @@ publisher_actor::behavior_type publisher(publisher_actor::stateful_pointer<publi
     [self](emit_atom, const ballot_batch& batch) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       st.health.touch();
-      auto result = st.sink->publish(batch.ballots, batch.processed_time_us);
+      auto result = st.sink->publish(batch.ballots, batch.processed_time_us, batch.decided_by);
       st.stats->dependency_up("rabbitmq_publisher", !result.failed());
       st.health.report(result);
       if (result.failed())

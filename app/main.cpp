@@ -99,6 +99,7 @@ vw::supervisor_settings supervision(const vw::config& cfg) {
   s.consumer.backoff_max = milliseconds{cfg.backoff_max_ms};
   s.consumer.decode.max_message_bytes = cfg.max_message_bytes;
   s.consumer.decode.pii_fields = cfg.pii_fields;
+  s.consumer.worker_id = cfg.worker_id;
   s.restart_max = cfg.restart_max;
   s.restart_window = std::chrono::seconds{cfg.restart_window_s};
   s.restart_backoff_initial = milliseconds{cfg.backoff_initial_ms};

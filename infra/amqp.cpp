@@ -360,7 +360,9 @@ status amqp_vote_sink::open() {
   return status::ok();
 }
 
-status amqp_vote_sink::publish(const std::vector<ballot>& ballots, int64_t processed_time_us) {
+status amqp_vote_sink::publish(const std::vector<ballot>& ballots, int64_t processed_time_us,
+                               const std::string& decided_by) {
+  const auto& worker_id = decided_by.empty() ? worker_id_ : decided_by;
   if (!session_.connected())
     if (auto st = open(); !st) {
       session_.close();
@@ -376,7 +378,7 @@ status amqp_vote_sink::publish(const std::vector<ballot>& ballots, int64_t proce
   for (auto& b : ballots) {
     if (b.status == verdict::pending)
       continue;
-    auto body = encode_output(b, worker_id_, processed_time_us);
+    auto body = encode_output(b, worker_id, processed_time_us);
     amqp_basic_properties_t props;
     std::memset(&props, 0, sizeof(props));
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG

@@ -98,7 +98,8 @@ public:
   amqp_vote_sink(amqp_settings s, std::string aggregation_queue, std::string review_queue,
                  std::string worker_id);
 
-  status publish(const std::vector<ballot>& ballots, int64_t processed_time_us) override;
+  status publish(const std::vector<ballot>& ballots, int64_t processed_time_us,
+                 const std::string& decided_by) override;
   status probe() override;
 
 private:

@@ -69,7 +69,8 @@ public:
   // Writes one row per decided ballot in one transaction. A valid ballot whose
   // row the database refused (a counted vote already exists) is turned into a
   // duplicate.
-  virtual status record(std::vector<ballot>& ballots, int64_t processed_time_us) = 0;
+  virtual status record(std::vector<ballot>& ballots, int64_t processed_time_us,
+                        const std::string& decided_by) = 0;
   virtual status probe() = 0;
 };
 
@@ -78,7 +79,8 @@ class vote_sink {
 public:
   virtual ~vote_sink() = default;
   // Publishes every decided ballot and returns once the broker confirmed all.
-  virtual status publish(const std::vector<ballot>& ballots, int64_t processed_time_us) = 0;
+  virtual status publish(const std::vector<ballot>& ballots, int64_t processed_time_us,
+                         const std::string& decided_by) = 0;
   virtual status probe() = 0;
 };
 

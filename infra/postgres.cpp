@@ -228,7 +228,10 @@ void append_row(std::string& out, const ballot& b, verdict status, const std::st
 
 } // namespace
 
-status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time_us) {
+status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time_us,
+                            const std::string& decided_by) {
+  // Rows name the ingress worker that decided (another node's, for a remote auditor).
+  const auto& worker_id = decided_by.empty() ? worker_id_ : decided_by;
   auto audited = [&](verdict v) {
     return std::find(audited_.begin(), audited_.end(), to_string(v)) != audited_.end();
   };
@@ -236,7 +239,7 @@ status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time
   rows.reserve(ballots.size() * 400);
   for (auto& b : ballots)
     if (b.status != verdict::pending && audited(b.status))
-      append_row(rows, b, b.status, worker_id_);
+      append_row(rows, b, b.status, worker_id);
   rows += ']';
   if (rows.size() == 2)
     return status::ok();
@@ -260,7 +263,7 @@ status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time
       b.duplicate_count = std::max<int64_t>(b.duplicate_count, 1);
       b.review_reason = "voter already has a counted vote in the audit log";
       if (audited(verdict::duplicate))
-        append_row(demoted, b, verdict::duplicate, worker_id_);
+        append_row(demoted, b, verdict::duplicate, worker_id);
     }
   }
   demoted += ']';

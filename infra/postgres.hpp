@@ -62,7 +62,8 @@ class pg_audit_log : public audit_log {
 public:
   pg_audit_log(pg_settings s, std::string worker_id, std::vector<std::string> audited_statuses);
 
-  status record(std::vector<ballot>& ballots, int64_t processed_time_us) override;
+  status record(std::vector<ballot>& ballots, int64_t processed_time_us,
+                const std::string& decided_by) override;
   status probe() override;
 
 private:

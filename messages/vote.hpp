@@ -53,6 +53,7 @@ struct ballot_batch {
   uint64_t id = 0;
   uint64_t channel_epoch = 0;   // which consumer channel the delivery tags belong to
   int64_t processed_time_us = 0;
+  std::string decided_by; // WORKER_ID of the ingress node (audit rows and outputs name it)
   std::vector<ballot> ballots;
 };
 
@@ -69,7 +70,7 @@ typename Inspector::result_type inspect(Inspector& f, ballot& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ballot_batch& x) {
-  return f(x.id, x.channel_epoch, x.processed_time_us, x.ballots);
+  return f(x.id, x.channel_epoch, x.processed_time_us, x.decided_by, x.ballots);
 }
 
 } // namespace vw

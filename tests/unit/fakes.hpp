@@ -188,7 +188,7 @@ public:
   std::vector<std::pair<std::string, verdict>> rows;
   bool down = false;
 
-  status record(std::vector<ballot>& ballots, int64_t) override {
+  status record(std::vector<ballot>& ballots, int64_t, const std::string&) override {
     if (down)
       return status::failure("PostgreSQL connection refused");
     for (auto& b : ballots) {
@@ -211,7 +211,7 @@ public:
   std::vector<std::pair<std::string, verdict>> published;
   bool down = false;
 
-  status publish(const std::vector<ballot>& ballots, int64_t) override {
+  status publish(const std::vector<ballot>& ballots, int64_t, const std::string&) override {
     if (down)
       return status::failure("publisher confirm timed out");
     for (auto& b : ballots) {
