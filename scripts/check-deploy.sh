@@ -4,7 +4,8 @@
 #   scripts/check-deploy.sh
 #
 # Installs its tools (scripts/install-deps.sh deploy-check: docker-compose,
-# prometheus/promtool), then checks docker-compose.yml, the Prometheus config
+# prometheus/promtool), then checks docker-compose.yml (also its two-node
+# layout, profile `nodes`), scripts/make-node-certs.sh, the Prometheus config
 # and alert rules (with unit tests), the Grafana provisioning and dashboards,
 # the Dockerfile, and (when build/validation-worker exists) that the runtime
 # image's packages provide every shared library the binary needs.
@@ -100,6 +101,142 @@ print("worker: no host port, expose 8000, waits for healthy rabbitmq/redis/postg
 PY
 }
 check "docker-compose.yml services (scalable worker, healthchecks, mounts)" compose_semantics
+
+# The two-node layout: profile `nodes` (auditor-node + ingress-node).
+# docker-compose 1.29's `config` prints every service whatever the profiles;
+# the profile gating itself is checked below.
+check "docker-compose --profile nodes config -q (two-node layout)" \
+  docker-compose -f docker-compose.yml --profile nodes config -q
+
+compose_nodes() {
+  docker-compose -f docker-compose.yml --profile nodes config >"$WORK/compose-nodes.yml" || return 1
+  "$PY" - "$WORK/compose-nodes.yml" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+s = c["services"]
+errs = []
+CERTS = "/etc/vote-worker/node-certs"
+a, i, w = s.get("auditor-node"), s.get("ingress-node"), s.get("validation-worker", {})
+if a is None or i is None:
+    print("missing services: auditor-node and ingress-node (profile nodes)")
+    sys.exit(1)
+for name, svc in (("auditor-node", a), ("ingress-node", i)):
+    if svc.get("profiles") != ["nodes"]:
+        errs.append(f"{name}: profiles {svc.get('profiles')!r}, expected ['nodes']")
+    if svc.get("image") != w.get("image") or svc.get("build") != w.get("build"):
+        errs.append(f"{name}: image/build differ from validation-worker's")
+    if svc.get("ports"):
+        errs.append(f"{name} publishes host ports")
+    if "8000" not in [str(p) for p in svc.get("expose", [])]:
+        errs.append(f"{name} does not expose 8000")
+    env = svc.get("environment", {})
+    for k, v in {"RABBITMQ_HOST": "rabbitmq", "REDIS_HOST": "redis", "POSTGRES_HOST": "postgres"}.items():
+        if env.get(k) != v:
+            errs.append(f"{name}: {k}={env.get(k)!r}, expected {v!r}")
+    if not any(str(v).endswith(f":{CERTS}:ro") and "deploy/node-certs" in str(v)
+               for v in svc.get("volumes", [])):
+        errs.append(f"{name} does not mount deploy/node-certs read-only at {CERTS}")
+    # The worker refuses certificate files with NODE_TLS=off and needs all
+    # three with NODE_TLS=required.
+    tls = env.get("NODE_TLS")
+    files = [env.get(k) for k in ("NODE_TLS_CERT", "NODE_TLS_KEY", "NODE_TLS_CA")]
+    if tls == "off" and any(files):
+        errs.append(f"{name}: NODE_TLS=off but certificate files set: {files}")
+    elif tls == "required" and not all(f and f.startswith(CERTS + "/") for f in files):
+        errs.append(f"{name}: NODE_TLS=required needs NODE_TLS_CERT/KEY/CA under {CERTS}: {files}")
+    elif tls not in ("off", "required"):
+        errs.append(f"{name}: NODE_TLS={tls!r}")
+    if svc.get("stop_grace_period") != "40s":
+        errs.append(f"{name}: stop_grace_period {svc.get('stop_grace_period')!r}")
+ae, ie = a.get("environment", {}), i.get("environment", {})
+for k, v in {"NODE_INGRESS": "false", "NODE_STAGES": "auditor", "NODE_LISTEN_HOST": "0.0.0.0"}.items():
+    if ae.get(k) != v:
+        errs.append(f"auditor-node: {k}={ae.get(k)!r}, expected {v!r}")
+port = str(ae.get("NODE_LISTEN_PORT", "0"))
+if port in ("", "0"):
+    errs.append("auditor-node: NODE_LISTEN_PORT not set")
+if ie.get("NODE_INGRESS") != "true":
+    errs.append(f"ingress-node: NODE_INGRESS={ie.get('NODE_INGRESS')!r}, expected 'true'")
+if ie.get("REMOTE_AUDITOR") != f"auditor-node:{port}":
+    errs.append(f"ingress-node: REMOTE_AUDITOR={ie.get('REMOTE_AUDITOR')!r}, expected 'auditor-node:{port}'")
+if "auditor" in str(ie.get("NODE_STAGES", "")).split(","):
+    errs.append("ingress-node runs the auditor stage locally")
+both_tls = ae.get("NODE_TLS") == "required" and ie.get("NODE_TLS") == "required"
+if both_tls and ae.get("NODE_TLS_CERT") and ae.get("NODE_TLS_CERT") == ie.get("NODE_TLS_CERT"):
+    errs.append("auditor-node and ingress-node present the same certificate")
+if ae.get("NODE_TLS") != ie.get("NODE_TLS"):
+    errs.append("auditor-node and ingress-node disagree on NODE_TLS")
+ad, idep = a.get("depends_on", {}), i.get("depends_on", {})
+if ad.get("postgres", {}).get("condition") != "service_healthy":
+    errs.append("auditor-node: depends_on postgres is not condition: service_healthy")
+for d in ("rabbitmq", "redis"):
+    if idep.get(d, {}).get("condition") != "service_healthy":
+        errs.append(f"ingress-node: depends_on {d} is not condition: service_healthy")
+if "auditor-node" not in idep:
+    errs.append("ingress-node does not depend on auditor-node")
+# Without --profile nodes, `up` must not need a node service.
+for name, svc in s.items():
+    if svc.get("profiles"):
+        continue
+    for d in svc.get("depends_on", {}):
+        if s.get(d, {}).get("profiles"):
+            errs.append(f"{name} (no profile) depends on {d} (profiles {s[d]['profiles']})")
+if errs:
+    print("\n".join(errs))
+    sys.exit(1)
+print(f"profile nodes: auditor-node serves :{port}, ingress-node REMOTE_AUDITOR=auditor-node:{port}, "
+      f"NODE_TLS={ae.get('NODE_TLS')}")
+PY
+}
+check "docker-compose.yml two-node layout (profile nodes, auditor/ingress wiring, node TLS)" \
+  compose_nodes
+
+# Every worker service (the worker image) is found by Prometheus' DNS discovery.
+prometheus_finds_workers() {
+  "$PY" - "$WORK/compose-nodes.yml" deploy/prometheus/prometheus.yml <<'PY'
+import sys, yaml
+s = yaml.safe_load(open(sys.argv[1]))["services"]
+p = yaml.safe_load(open(sys.argv[2]))
+image = s["validation-worker"]["image"]
+workers = {n for n, svc in s.items() if svc.get("image") == image}
+names = set()
+for job in p["scrape_configs"]:
+    if job["job_name"] == "validation-worker":
+        for sd in job.get("dns_sd_configs", []):
+            names.update(sd.get("names", []))
+if workers - names:
+    print(f"worker services not in the validation-worker job's dns_sd_configs: {sorted(workers - names)}")
+    sys.exit(1)
+print(f"dns_sd names: {', '.join(sorted(names))}")
+PY
+}
+check "prometheus.yml discovers every worker service of docker-compose.yml" prometheus_finds_workers
+
+# ---- scripts/make-node-certs.sh --------------------------------------------------------
+node_certs() {
+  local d=$WORK/node-certs n before after
+  scripts/make-node-certs.sh "$d" auditor-node ingress-node >"$WORK/node-certs.env" || return 1
+  for n in auditor-node ingress-node; do
+    openssl verify -CAfile "$d/ca.pem" -verify_hostname "$n" "$d/$n.pem" || return 1
+    [[ "$(stat -c %a "$d/$n.key")" == 600 ]] || { echo "$d/$n.key is not mode 0600"; return 1; }
+    grep -qx "NODE_TLS_CERT=$d/$n.pem" "$WORK/node-certs.env" ||
+      { echo "no NODE_TLS_CERT line for $n"; return 1; }
+  done
+  before=$(cat "$d"/* | sha256sum)
+  scripts/make-node-certs.sh "$d" auditor-node ingress-node >/dev/null 2>&1 || return 1
+  after=$(cat "$d"/* | sha256sum)
+  [[ "$before" == "$after" ]] || { echo "a second run changed $d"; return 1; }
+  if scripts/make-node-certs.sh "$d" >/dev/null 2>&1; then
+    echo "no usage error without NAME"
+    return 1
+  fi
+  echo "CA + auditor-node, ingress-node: verify against ca.pem, keys 0600, second run changes nothing"
+}
+if command -v openssl >/dev/null; then
+  check "scripts/make-node-certs.sh: certificates verify (openssl verify), idempotent" node_certs
+else
+  echo "skip  scripts/make-node-certs.sh (no openssl)"
+fi
 
 # ---- Prometheus ----------------------------------------------------------------
 check "promtool check config deploy/prometheus/prometheus.yml" \
@@ -330,15 +467,16 @@ fi
 # ---- scripts ---------------------------------------------------------------------
 shell_syntax() {
   local f rc=0
-  for f in scripts/check-deploy.sh tests/deploy/*.sh; do
+  for f in scripts/check-deploy.sh scripts/make-node-certs.sh tests/deploy/*.sh; do
     bash -n "$f" || rc=1
   done
   if command -v shellcheck >/dev/null; then
-    shellcheck -x scripts/check-deploy.sh tests/deploy/*.sh || rc=1
+    shellcheck -x scripts/check-deploy.sh scripts/make-node-certs.sh tests/deploy/*.sh || rc=1
   fi
   return "$rc"
 }
-check "bash -n / shellcheck of scripts/check-deploy.sh tests/deploy/*.sh" shell_syntax
+check "bash -n / shellcheck of scripts/check-deploy.sh, make-node-certs.sh, tests/deploy/*.sh" \
+  shell_syntax
 
 if ((failures)); then
   echo "check-deploy: $failures check(s) failed"
