@@ -200,6 +200,30 @@ void publish_stage(self_ptr self, uint64_t id, ballot_batch batch) {
           [self, id](caf::error& err) { fail(self, id, "publisher", err); });
 }
 
+// The audit failed or never happened: undo the batch's fresh claims, then
+// NACK, so the redelivery is not taken for a second vote. Without a dedup
+// stage to ask the claims stay: they hold this message's fingerprint, so its
+// redelivery resumes them. (A batch lost *at* the auditor keeps its claims
+// too: whether that audit committed is unknown.)
+void release_then_fail(self_ptr self, uint64_t id, const caf::error& err) {
+  auto& st = self->state;
+  auto it = st.in_flight.find(id);
+  if (it == st.in_flight.end())
+    return;
+  if (!st.stages.dedup || it->second.claimed.ballots.empty()) {
+    fail(self, id, "auditor", err);
+    return;
+  }
+  // From here the batch waits for the dedup stage: a lost auditor no longer
+  // fails it while the release is pending (the release must land before the NACK).
+  enter_stage(self, id, 1, st.stages.dedup);
+  auto claimed = std::move(it->second.claimed);
+  self
+    ->request(st.stages.dedup, st.settings.stage_timeout, unclaim_atom::value, std::move(claimed))
+    .then([self, id, err](caf::ok_atom) { fail(self, id, "auditor", err); },
+          [self, id, err](caf::error&) { fail(self, id, "auditor", err); });
+}
+
 void audit_stage(self_ptr self, uint64_t id, ballot_batch batch) {
   auto& st = self->state;
   auto it = st.in_flight.find(id);
@@ -216,33 +240,21 @@ void audit_stage(self_ptr self, uint64_t id, ballot_batch batch) {
       c.claim = claim_result::fresh;
       it->second.claimed.ballots.push_back(std::move(c));
     }
-  if (!enter_stage(self, id, 2, st.stages.auditor))
+  if (!st.stages.auditor) {
+    // Known not audited: release the claims now rather than leave them to the redelivery.
+    release_then_fail(self, id,
+                      make_error(pipeline_errc::stage_unavailable,
+                                 "no connection to the node serving it"));
     return;
+  }
+  enter_stage(self, id, 2, st.stages.auditor);
   self->request(st.stages.auditor, st.settings.stage_timeout, audit_atom::value, std::move(batch))
     .then(
       [self, id](ballot_batch& audited) {
         leave_stage(self, id);
         publish_stage(self, id, std::move(audited));
       },
-          [self, id](caf::error& err) {
-            // Undo the claims before the NACK so the redelivery is not taken
-            // for a second vote. Without a dedup stage to ask, the claims stay:
-            // they hold this message's fingerprint, so its redelivery resumes.
-            auto& st = self->state;
-            auto it = st.in_flight.find(id);
-            if (it == st.in_flight.end())
-              return;
-            if (!st.stages.dedup) {
-              fail(self, id, "auditor", err);
-              return;
-            }
-            auto claimed = std::move(it->second.claimed);
-            self
-              ->request(st.stages.dedup, st.settings.stage_timeout, unclaim_atom::value,
-                        std::move(claimed))
-              .then([self, id, err](caf::ok_atom) { fail(self, id, "auditor", err); },
-                    [self, id, err](caf::error&) { fail(self, id, "auditor", err); });
-          });
+      [self, id](caf::error& err) { release_then_fail(self, id, err); });
 }
 
 void dispatch(self_ptr self) {

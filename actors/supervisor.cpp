@@ -69,34 +69,38 @@ void start_local(self_ptr self, const std::string& name) {
 
 void connect_remote(self_ptr self, const std::string& name);
 
-void start(self_ptr self, const std::string& name) {
+// Starts child `name`; false if nothing was started (a remote stage, or a
+// stand-in that is no longer needed or already running).
+bool start(self_ptr self, const std::string& name) {
   auto& st = self->state;
   if (is_stage(name)) {
     if (auto it = st.remotes.find(name); it != st.remotes.end()) {
       // A failed local stand-in is restarted only while its remote is away.
-      if (it->second.fallback && !it->second.connected)
-        start_local(self, name);
-      return;
+      if (!it->second.fallback || it->second.connected || address_of(self, name))
+        return false;
+      start_local(self, name);
+    } else {
+      if (!st.settings.local_stages.count(name))
+        return false;
+      start_local(self, name);
     }
-    if (!st.settings.local_stages.count(name))
-      return;
-    start_local(self, name);
   } else if (name == "consumer") {
     if (!st.settings.ingress)
-      return;
+      return false;
     st.input = spawn_child(self, consumer, st.factory.input(), st.stages, st.settings.consumer,
                            st.stats);
     adopt(self, st.input, name);
   } else if (name == "queue_monitor") {
     if (!st.settings.ingress || !st.factory.queue_depth)
-      return;
+      return false;
     st.depth_monitor = spawn_child(self, queue_monitor, st.factory.queue_depth(), st.stats,
                                    st.settings.queue_poll_interval);
     adopt(self, st.depth_monitor, name);
-    return;
+    return true;
   }
   // A (re)started stage or consumer: tell the consumer and the directory.
   announce_stages(self);
+  return true;
 }
 
 // ---- remote stages -------------------------------------------------------------
@@ -169,9 +173,11 @@ void on_remote_up(self_ptr self, const std::string& name, const caf::strong_acto
   st.stats->remote_link(name, link.at.text(), true);
   if (!link.ever_connected)
     st.log->info("using the remote {} at {}", name, link.at.text());
-  else
+  else if (link.failures > 0)
     st.log->info("remote {} at {} is back after {} failed attempts; resuming", name,
                  link.at.text(), link.failures);
+  else
+    st.log->info("remote {} at {} is back; resuming", name, link.at.text());
   link.ever_connected = true;
   link.failures = 0;
   link.retry.reset();
@@ -259,6 +265,13 @@ void on_child_down(self_ptr self, caf::down_msg& dm) {
     next_shutdown_step(self);
     return;
   }
+  if (is_stage(name) && st.settings.directory) {
+    // Peers asking meanwhile get stage_unavailable, not the dead handle. The
+    // local consumer keeps it: requests to a dead local actor fail at once.
+    auto view = st.stages;
+    set_stage_handle(view, name, nullptr);
+    self->send(st.settings.directory, stages_atom::value, view);
+  }
   auto now = std::chrono::steady_clock::now();
   st.restarts.push_back(now);
   while (!st.restarts.empty() && now - st.restarts.front() > st.settings.restart_window)
@@ -337,8 +350,8 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self, supervisor
         connect_remote(self, name.substr(std::char_traits<char>::length(remote_prefix)));
         return;
       }
-      start(self, name);
-      self->state.log->info("{} restarted", name);
+      if (start(self, name))
+        self->state.log->info("{} restarted", name);
     },
     [self](deadline_atom) {
       auto& st = self->state;

@@ -125,6 +125,13 @@ void configure_nodes(const vw::config& cfg, caf::actor_system_config& caf_cfg) {
   if (!uses_nodes(cfg))
     return;
   caf_cfg.load<caf::io::middleman>();
+  // Heartbeats on every node link, so a peer that goes silent (host down,
+  // network partition, a frozen process: no TCP reset) is declared lost after
+  // NODE_LINK_TIMEOUT_MS instead of never.
+  auto timeout = std::chrono::milliseconds{cfg.node_link_timeout_ms};
+  caf_cfg.set("middleman.heartbeat-interval",
+              caf::timespan{std::max(std::chrono::milliseconds{100}, timeout / 5)});
+  caf_cfg.set("middleman.connection-timeout", caf::timespan{timeout});
   if (!cfg.node_tls)
     return;
   caf_cfg.load<caf::openssl::manager>();
@@ -198,6 +205,18 @@ int main(int argc, char** argv) {
     }
   }
   stats->node_role(cfg.node_ingress);
+  if (cfg.remote_fallback_local)
+    for (auto& [stage, at] : cfg.remote_stages)
+      log->info("REMOTE_FALLBACK=local: while {} is away a local {} stands in, using {}; it must "
+                "be the same server the node at {} uses",
+                at.text(), stage,
+                stage == "auditor" ? "PostgreSQL " + cfg.postgres_host + ":"
+                                       + std::to_string(cfg.postgres_port) + "/" + cfg.postgres_db
+                : stage == "publisher"
+                  ? "RabbitMQ " + cfg.rabbitmq_host + ":" + std::to_string(cfg.rabbitmq_port)
+                  : "Redis " + cfg.redis_host + ":" + std::to_string(cfg.redis_port) + " db "
+                      + std::to_string(cfg.redis_db),
+                at.text());
 
   bool interrupted = false;
   if (cfg.runs_locally("auditor") && !check_audit_table(cfg, signals, interrupted))

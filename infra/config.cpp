@@ -130,6 +130,8 @@ node_endpoint endpoint_of(const std::string& name, const std::string& value) {
     refuse(name, value, "must be host:port, the NODE_LISTEN_PORT of the node serving the stage");
   node_endpoint e;
   e.host = value.substr(0, colon);
+  if (e.host.size() > 2 && e.host.front() == '[' && e.host.back() == ']') // [::1]:4700
+    e.host = e.host.substr(1, e.host.size() - 2);
   auto port = value.substr(colon + 1);
   int parsed = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), parsed);
@@ -143,6 +145,7 @@ node_endpoint endpoint_of(const std::string& name, const std::string& value) {
 void read_node_settings(reader& r, config& c) {
   r.flag("NODE_INGRESS", c.node_ingress);
   r.integer("NODE_LISTEN_PORT", c.node_listen_port, 0, 65535);
+  r.integer("NODE_LINK_TIMEOUT_MS", c.node_link_timeout_ms, 500, 600000);
   r.text("NODE_LISTEN_HOST", c.node_listen_host);
   for (auto& stage : stage_names) {
     auto name = remote_variable(stage);
@@ -180,6 +183,8 @@ void read_node_settings(reader& r, config& c) {
       refuse("NODE_STAGES", "", "a node with NODE_INGRESS=false must run at least one stage");
     if (!c.remote_stages.empty())
       refuse("NODE_INGRESS", "false", "REMOTE_* stages are used by ingress nodes only");
+    if (c.remote_fallback_local)
+      refuse("REMOTE_FALLBACK", "local", "only an ingress node with REMOTE_* stages falls back");
   }
   std::string tls = "off";
   r.choice("NODE_TLS", tls, {"off", "required"});
@@ -263,6 +268,8 @@ std::vector<std::string> config::describe() const {
     out.push_back(remote_variable(stage) + "=" + at.text());
   if (!remote_stages.empty())
     out.push_back(std::string{"REMOTE_FALLBACK="} + (remote_fallback_local ? "local" : "none"));
+  if (node_listen_port != 0 || !remote_stages.empty())
+    out.push_back("NODE_LINK_TIMEOUT_MS=" + std::to_string(node_link_timeout_ms));
   out.push_back(std::string{"NODE_TLS="} + (node_tls ? "required" : "off"));
   return out;
 }

@@ -79,11 +79,12 @@ struct config {
 
   // Distributed nodes (README "Distributed nodes")
   bool node_ingress = true;                   // consume from RabbitMQ on this node
-  std::vector<std::string> node_stages;       // stages run here (resolved: never empty)
+  std::vector<std::string> node_stages;       // stages run here (resolved; empty if all remote)
   uint16_t node_listen_port = 0;              // 0: publish nothing
   std::string node_listen_host = "127.0.0.1"; // address the node port binds
   std::map<std::string, node_endpoint> remote_stages; // stage -> node that serves it
   bool remote_fallback_local = false;         // run a local stage while a remote one is lost
+  int node_link_timeout_ms = 5000;            // a silent peer is declared lost after this
   bool node_tls = false;                      // NODE_TLS=required: TLS with mutual certificates
   std::string node_tls_cert;
   std::string node_tls_key;

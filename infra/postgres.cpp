@@ -253,6 +253,13 @@ status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time
   for (auto& r : valid_rows) {
     if (r.size() < 3 || r[1] == std::optional<std::string>{"t"})
       continue;
+    if (!r[2])
+      // The unique index refused the row but the counted row is not visible
+      // to this statement: another transaction committed it meanwhile (a
+      // batch of this message still finishing elsewhere, or a second vote).
+      // Which one is unknown until it is visible: retry rather than guess.
+      return status::failure("the counted vote of voter " + r[0].value_or("?").substr(0, 12)
+                             + "... was committed concurrently; retrying the batch");
     for (auto& b : ballots) {
       if (b.status != verdict::valid || b.content.voter_hash != r[0])
         continue;

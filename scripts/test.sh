@@ -30,11 +30,12 @@ if [[ $# -eq 0 ]]; then
 fi
 (cd build && ctest --output-on-failure --timeout 900 "$@")
 
-# The unit and integration tests again, worker included, under AddressSanitizer
+# The unit, integration and distributed tests again (not the hop-cost
+# figures), worker included, under AddressSanitizer
 # and UndefinedBehaviorSanitizer (skip with VW_SKIP_SANITIZERS=1, or when
 # ctest arguments select a subset).
 if [[ -z "${VW_SKIP_SANITIZERS:-}" && -n "${whole_suite:-}" ]]; then
   BUILD_DIR=build-asan CMAKE_BUILD_TYPE=Debug scripts/build.sh --tests -DVW_SANITIZE=address
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --output-on-failure --timeout 900 -L 'unit|integration')
+    ctest --output-on-failure --timeout 900 -L 'unit|integration|distributed' -E hop_cost)
 fi

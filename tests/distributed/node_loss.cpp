@@ -98,3 +98,54 @@ CAF_TEST(the auditor node killed mid run and restarted loses nothing) {
   CAF_REQUIRE(info.has_value());
   CAF_CHECK_EQUAL(info->messages, 0u);
 }
+
+CAF_TEST(a frozen auditor node is declared lost by heartbeats) {
+  // SIGSTOP: no TCP reset, the socket stays open; only the missing
+  // heartbeats tell the ingress node (NODE_LINK_TIMEOUT_MS) that it is gone.
+  suite_stack s{"dist_frozen", 10, 18215};
+  const uint16_t node_port = 18299;
+  CAF_REQUIRE(tcp_port_free(node_port));
+  s.declare_queues();
+  constexpr int voters_n = 1500;
+  std::vector<std::string> voters, bodies;
+  for (int i = 0; i < voters_n; ++i) {
+    voters.push_back(voter_hash(i));
+    bodies.push_back(vote(voters.back(), 1, base_s() + i));
+  }
+  s.register_voters(voters);
+  s.amqp.publish(s.validation_q, bodies);
+  env_map link{{"NODE_LINK_TIMEOUT_MS", "2000"}};
+  auto& auditor = s.add_worker("dist-frozen-auditor", 18215, auditor_node(node_port, link));
+  CAF_REQUIRE(s.start_and_wait(auditor));
+  auto& in = s.add_worker(
+    "dist-frozen-ingress", 18216,
+    ingress_node(node_port, {{"PREFETCH_COUNT", "20"}, {"NODE_LINK_TIMEOUT_MS", "2000"}}));
+  CAF_REQUIRE(s.start_and_wait(in));
+  CAF_REQUIRE(wait_until([&] { return s.amqp.count(s.aggregation_q) >= 200; }, 60s, 5ms));
+  auditor.send_signal(SIGSTOP);
+  auto frozen_at = steady::now();
+  // Well before STAGE_TIMEOUT_MS (5 s here) would requeue anything.
+  CAF_CHECK(wait_until([&] { return contains(in.log(), "lost the remote auditor"); }, 15s, 20ms));
+  auto detected_ms = std::chrono::duration_cast<ms>(steady::now() - frozen_at).count();
+  CAF_MESSAGE("frozen node declared lost after " << detected_ms << " ms");
+  CAF_CHECK_LESS(detected_ms, 4500);
+  auditor.send_signal(SIGCONT);
+  std::vector<worker_process*> ingress{&in};
+  CAF_CHECK(wait_until(
+    [&] { return s.amqp.count(s.validation_q) == 0 && decided(ingress) >= voters_n; }, 60s,
+    100ms));
+  std::this_thread::sleep_for(1500ms);
+  auto& pg = s.pg();
+  std::map<std::string, long long> rows{{"valid", voters_n}};
+  CAF_CHECK_EQUAL(pg.count_by_status(), rows);
+  auto agg = s.amqp.take_all(s.aggregation_q);
+  std::set<std::string> counted;
+  for (auto& m : agg)
+    counted.insert(str_field(parse_object(m.body), "voter_hash"));
+  CAF_CHECK_EQUAL(set_diff({voters.begin(), voters.end()}, counted), "");
+  CAF_CHECK_EQUAL(in.stop(20s).value_or(-1), 0);
+  CAF_CHECK_EQUAL(auditor.stop(20s).value_or(-1), 0);
+  auto info = s.amqp.inspect(s.validation_q);
+  CAF_REQUIRE(info.has_value());
+  CAF_CHECK_EQUAL(info->messages, 0u);
+}

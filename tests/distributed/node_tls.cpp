@@ -118,7 +118,8 @@ CAF_TEST(only nodes with a certificate from the shared CA get a stage) {
   auto& auditor = s.add_worker("dist-tls-auditor", 18220,
                                with(auditor_node(tls_port), tls(pki, "node-a")));
   CAF_REQUIRE(s.start_and_wait(auditor));
-  CAF_CHECK(contains(auditor.log(), "TLS, peers must present a certificate"));
+  CAF_CHECK(wait_until(
+    [&] { return contains(auditor.log(), "TLS, peers must present a certificate"); }, 10s));
   auto& plain_auditor = s.add_worker("dist-tls-plain-auditor", 18221, auditor_node(plain_port));
   CAF_REQUIRE(s.start_and_wait(plain_auditor));
 

@@ -198,6 +198,46 @@ CAF_TEST(shutdown closes local stages and leaves the remote node alone) {
   CAF_CHECK(answered);
 }
 
+CAF_TEST(the directory of a stage node never hands out a dead stage) {
+  // A stage-only node: the auditor, served through the directory.
+  supervisor_settings s;
+  s.detached = false;
+  s.ingress = false;
+  s.local_stages = {"auditor"};
+  s.directory = sys.spawn(node_directory, std::set<std::string>{"auditor"});
+  sup = sys.spawn(supervisor, s, fakes(), stats, exit_code);
+  sched.run();
+  auto lookup = [&] {
+    auto reply = self->request(s.directory, caf::infinite, lookup_atom::value,
+                               std::string{"auditor"});
+    sched.run();
+    caf::strong_actor_ptr found;
+    reply.receive([&](caf::strong_actor_ptr& h) { found = h; }, [&](caf::error&) {});
+    return found;
+  };
+  auto first = lookup();
+  CAF_REQUIRE(first);
+  CAF_CHECK_EQUAL(first, caf::actor_cast<caf::strong_actor_ptr>(state().stages.auditor));
+  anon_send_exit(state().stages.auditor, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK(!lookup()); // restarting: stage_unavailable, not the dead handle
+  sched.trigger_timeouts();
+  sched.run();
+  auto second = lookup();
+  CAF_REQUIRE(second);
+  CAF_CHECK_NOT_EQUAL(second, first);
+  // Asking for a stage this node does not serve is refused.
+  auto other = self->request(s.directory, caf::infinite, lookup_atom::value,
+                             std::string{"publisher"});
+  sched.run();
+  bool refused = false;
+  other.receive([&](caf::strong_actor_ptr&) {}, [&](caf::error& e) {
+    refused = e.code() == static_cast<uint8_t>(pipeline_errc::unknown_stage);
+  });
+  CAF_CHECK(refused);
+  anon_send_exit(s.directory, caf::exit_reason::kill);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(missing_stage_tests, pipeline_fixture)
