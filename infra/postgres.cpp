@@ -78,6 +78,7 @@ pg_connection::~pg_connection() {
 }
 
 void pg_connection::close() {
+  prepared_.clear();
   if (conn_ != nullptr) {
     PQfinish(conn_);
     conn_ = nullptr;
@@ -130,6 +131,40 @@ status pg_connection::exec(const std::string& sql, const std::vector<std::string
     close();
     return status::failure("PostgreSQL: " + why);
   }
+  return finish(rows);
+}
+
+status pg_connection::exec_prepared(const char* name, const std::string& sql,
+                                    const std::vector<std::string>& params,
+                                    std::vector<row>* rows) {
+  if (conn_ == nullptr)
+    if (auto st = connect(); !st)
+      return st;
+  if (prepared_.count(name) == 0) {
+    if (PQsendPrepare(conn_, name, sql.c_str(), static_cast<int>(params.size()), nullptr) == 0) {
+      auto why = one_line(PQerrorMessage(conn_));
+      close();
+      return status::failure("PostgreSQL: " + why);
+    }
+    if (auto st = finish(nullptr); !st)
+      return st;
+    prepared_.insert(name);
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (auto& p : params)
+    values.push_back(p.c_str());
+  if (PQsendQueryPrepared(conn_, name, static_cast<int>(params.size()), values.data(), nullptr,
+                          nullptr, 0)
+      == 0) {
+    auto why = one_line(PQerrorMessage(conn_));
+    close();
+    return status::failure("PostgreSQL: " + why);
+  }
+  return finish(rows);
+}
+
+status pg_connection::finish(std::vector<row>* rows) {
   // Wait for the whole result with a deadline of our own: statement_timeout
   // cannot help when the server process itself is hung.
   auto deadline = std::chrono::steady_clock::now() + settings_.timeout + std::chrono::seconds{2};
@@ -245,7 +280,8 @@ status pg_audit_log::record(std::vector<ballot>& ballots, int64_t processed_time
     return status::ok();
   auto processed = format_iso8601_us(processed_time_us);
   std::vector<pg_connection::row> valid_rows;
-  if (auto st = db_.exec(record_sql, {rows, processed}, &valid_rows); !st)
+  if (auto st = db_.exec_prepared("vw_record_audit", record_sql, {rows, processed}, &valid_rows);
+      !st)
     return st;
   // A valid vote the database did not take, and whose counted row belongs to
   // another message, is a second vote: the audit log outranks Redis.

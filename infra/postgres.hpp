@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,10 +46,18 @@ public:
   using row = std::vector<std::optional<std::string>>;
   status exec(const std::string& sql, const std::vector<std::string>& params,
               std::vector<row>* rows = nullptr);
+  // The same, as a statement prepared once per connection under `name`: the
+  // server parses and plans it once instead of for every batch.
+  status exec_prepared(const char* name, const std::string& sql,
+                       const std::vector<std::string>& params, std::vector<row>* rows = nullptr);
 
 private:
+  // Waits (bounded by the timeout) for the result of the query just sent.
+  status finish(std::vector<row>* rows);
+
   pg_settings settings_;
   PGconn* conn_ = nullptr;
+  std::set<std::string> prepared_; // statement names prepared on conn_
 };
 
 // What start-up needs to know about the schema.
