@@ -484,10 +484,11 @@ void poll(self_ptr self) {
   else if (!st.forming.ballots.empty())
     wait = std::chrono::duration_cast<std::chrono::microseconds>(
       std::max(clock::duration::zero(), st.forming_since + st.settings.batch_max_wait - now));
-  else if (!st.in_flight.empty())
-    wait = std::chrono::microseconds{1000};
   else
     wait = st.settings.idle_wait;
+  // Stage answers queue behind this wait: keep it short while batches are out.
+  if (!st.in_flight.empty())
+    wait = std::min(wait, std::chrono::microseconds{1000});
   bool got_any = false;
   while (st.forming.ballots.size() < st.settings.batch_size) {
     auto d = st.source->next(got_any ? std::chrono::microseconds{0} : wait);
