@@ -463,6 +463,69 @@ double median(std::vector<double> xs) {
   return xs[xs.size() / 2];
 }
 
+// One histogram of the worker's /metrics: bucket upper bound -> cumulative count.
+struct histogram {
+  std::vector<std::pair<double, double>> buckets;
+  double sum = 0, count = 0;
+  // The upper bound of the bucket holding quantile q (an upper estimate).
+  double quantile(double q) const {
+    for (auto& [le, n] : buckets)
+      if (n >= q * count)
+        return le;
+    return buckets.empty() ? 0 : buckets.back().first;
+  }
+};
+
+histogram scrape_histogram(const std::string& text, const std::string& name,
+                           const std::string& label) {
+  histogram h;
+  std::istringstream in{text};
+  std::string line;
+  auto value = [](const std::string& l) { return std::stod(l.substr(l.rfind(' ') + 1)); };
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) != 0 || (!label.empty() && line.find(label) == std::string::npos))
+      continue;
+    if (line.rfind(name + "_bucket", 0) == 0) {
+      auto le = line.find("le=\"");
+      auto end = line.find('"', le + 4);
+      auto bound = line.substr(le + 4, end - le - 4);
+      h.buckets.emplace_back(bound == "+Inf" ? 1e9 : std::stod(bound), value(line));
+    } else if (line.rfind(name + "_sum", 0) == 0) {
+      h.sum = value(line);
+    } else if (line.rfind(name + "_count", 0) == 0) {
+      h.count = value(line);
+    }
+  }
+  return h;
+}
+
+// Where a batch's time goes inside the worker: each stage's round trip per
+// batch (mean and p99 bucket), from the worker's own histograms.
+std::string stage_times(uint16_t port) {
+  std::string body;
+  if (vw::http_get_status("127.0.0.1", port, "/metrics", &body) != 200)
+    return {};
+  std::string out = "  per batch inside the worker:";
+  char buf[160];
+  for (const char* stage : {"validator", "dedup", "auditor", "publisher"}) {
+    auto h = scrape_histogram(body, "validation_stage_duration_seconds",
+                              std::string{"stage=\""} + stage + "\"");
+    if (h.count > 0) {
+      std::snprintf(buf, sizeof(buf), " %s %.1f ms (p99 <= %.1f),", stage, 1000 * h.sum / h.count,
+                    1000 * h.quantile(0.99));
+      out += buf;
+    }
+  }
+  auto batch = scrape_histogram(body, "validation_batch_size", "");
+  if (batch.count > 0) {
+    std::snprintf(buf, sizeof(buf), " %.0f votes per batch", batch.sum / batch.count);
+    out += buf;
+  }
+  return out + "\n";
+}
+
+std::string latency_stage_times; // filled by measure_latency
+
 // End-to-end latency at a fixed offered rate: publish time (carried in the
 // message) to arrival on the aggregation queue.
 std::vector<double> measure_latency(const options& o, double rate) {
@@ -516,6 +579,7 @@ std::vector<double> measure_latency(const options& o, double rate) {
   }
   publishing = false;
   receiver.join();
+  latency_stage_times = stage_times(o.metrics_port); // while the worker still runs
   return latencies_ms;
 }
 
@@ -642,6 +706,7 @@ int main(int argc, char** argv) {
               "p99 %.1f ms, max %.1f ms\n",
               offered, o.latency_seconds, lat.size(), percentile(lat, 0.5), percentile(lat, 0.95),
               percentile(lat, 0.99), percentile(lat, 1.0));
+  std::printf("%s", latency_stage_times.c_str());
 
   if (o.backlog > 0) {
     reset_state(o);
