@@ -502,6 +502,8 @@ void poll(self_ptr self) {
     schedule_poll(self, st.reconnect_backoff.next());
     return;
   }
+  if (got_any)
+    st.stats->in_flight(static_cast<double>(st.unsettled.size()));
   auto due = !st.forming.ballots.empty()
              && (st.forming.ballots.size() >= st.settings.batch_size || st.draining
                  || self->clock().now() >= st.forming_since + st.settings.batch_max_wait);
