@@ -149,3 +149,63 @@ CAF_TEST(a frozen auditor node is declared lost by heartbeats) {
   CAF_REQUIRE(info.has_value());
   CAF_CHECK_EQUAL(info->messages, 0u);
 }
+
+CAF_TEST(a stage hanging at shutdown does not hold the worker past SHUTDOWN_TIMEOUT) {
+  // G6's forced path: the auditor node hangs (SIGSTOP; the link timeout and
+  // stage timeout are far away), then the ingress node gets SIGTERM. It must
+  // give up waiting after SHUTDOWN_TIMEOUT, exit 0, and leave what it could
+  // not finish to the broker: afterwards every vote is counted exactly once.
+  suite_stack s{"dist_hang", 10, 18218};
+  const uint16_t node_port = 18289;
+  CAF_REQUIRE(tcp_port_free(node_port));
+  s.declare_queues();
+  constexpr int voters_n = 600;
+  std::vector<std::string> voters, bodies;
+  for (int i = 0; i < voters_n; ++i) {
+    voters.push_back(voter_hash(i));
+    bodies.push_back(vote(voters.back(), 1, base_s() + i));
+  }
+  s.register_voters(voters);
+  env_map slow{{"NODE_LINK_TIMEOUT_MS", "60000"}};
+  auto& auditor = s.add_worker("dist-hang-auditor", 18218, auditor_node(node_port, slow));
+  CAF_REQUIRE(s.start_and_wait(auditor));
+  auto& in = s.add_worker("dist-hang-ingress", 18219,
+                          ingress_node(node_port, {{"NODE_LINK_TIMEOUT_MS", "60000"},
+                                                   {"STAGE_TIMEOUT_MS", "60000"},
+                                                   {"SHUTDOWN_TIMEOUT", "2"},
+                                                   {"PREFETCH_COUNT", "20"}}));
+  CAF_REQUIRE(s.start_and_wait(in));
+  CAF_REQUIRE(consumers_are(s, 1));
+  s.amqp.publish(s.validation_q, bodies);
+  CAF_REQUIRE(wait_until([&] { return s.amqp.count(s.aggregation_q) >= 100; }, 30s, 5ms));
+  auditor.send_signal(SIGSTOP);
+  std::this_thread::sleep_for(300ms); // batches are now stuck at the auditor
+  auto t0 = steady::now();
+  in.terminate();
+  auto code = in.wait_exit(10s);
+  auto took = std::chrono::duration_cast<ms>(steady::now() - t0).count();
+  CAF_MESSAGE("ingress node exited " << code.value_or(-1) << " after " << took << " ms");
+  CAF_CHECK_EQUAL(code.value_or(-1), 0);
+  CAF_CHECK_LESS(took, 6000);
+  CAF_CHECK(contains(in.log(), "shutdown exceeded SHUTDOWN_TIMEOUT"));
+
+  // Everything it held goes back to the queue; a fresh ingress node finishes.
+  auditor.send_signal(SIGCONT);
+  auto& again = s.add_worker("dist-hang-ingress-2", 18217, ingress_node(node_port));
+  CAF_REQUIRE(s.start_and_wait(again));
+  std::vector<worker_process*> nodes{&again};
+  CAF_CHECK(wait_until([&] { return s.amqp.count(s.aggregation_q) >= voters_n
+                                    && s.amqp.count(s.validation_q) == 0; },
+                       60s, 50ms));
+  std::this_thread::sleep_for(1000ms);
+  auto& pg = s.pg();
+  std::map<std::string, long long> rows{{"valid", voters_n}};
+  CAF_CHECK_EQUAL(pg.count_by_status(), rows);
+  auto agg = s.amqp.take_all(s.aggregation_q);
+  std::set<std::string> counted;
+  for (auto& m : agg)
+    counted.insert(str_field(parse_object(m.body), "voter_hash"));
+  CAF_CHECK_EQUAL(set_diff({voters.begin(), voters.end()}, counted), "");
+  CAF_CHECK_EQUAL(again.stop(20s).value_or(-1), 0);
+  CAF_CHECK_EQUAL(auditor.stop(20s).value_or(-1), 0);
+}
