@@ -250,7 +250,7 @@ import sys, yaml
 d = yaml.safe_load(open(sys.argv[1]))
 need = {"ValidationWorkerDown", "ValidationWorkerNotReady", "ValidationErrorRateHigh",
         "ValidationQueueBacklogGrowing", "ValidationLatencyP99High", "DuplicateVotesSpiking",
-        "DependencyDown"}
+        "DependencyDown", "RemoteStageDown", "ValidationStageLatencyP99High"}
 seen, errs = set(), []
 for g in d["groups"]:
     for r in g["rules"]:
@@ -323,6 +323,7 @@ DASH_METRICS=(
   validation_votes_processed_total validation_processing_latency_seconds_bucket
   validation_errors_total validation_queue_size redis_operations_total
   database_operations_total validation_worker_ready validation_in_flight
+  validation_remote_stage_up validation_stage_duration_seconds_bucket
 )
 ds_uid=$("$PY" -c 'import sys,yaml; print(next(d["uid"] for d in yaml.safe_load(open(sys.argv[1]))["datasources"] if d.get("type")=="prometheus"))' "$DS_FILE" 2>/dev/null || echo "")
 
