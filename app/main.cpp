@@ -132,6 +132,11 @@ void configure_nodes(const vw::config& cfg, caf::actor_system_config& caf_cfg) {
   caf_cfg.set("middleman.heartbeat-interval",
               caf::timespan{std::max(std::chrono::milliseconds{100}, timeout / 5)});
   caf_cfg.set("middleman.connection-timeout", caf::timespan{timeout});
+  // Nodes speak the message protocol of one build (messages/atoms.hpp): the
+  // BASP handshake refuses a peer announcing another protocol version
+  // instead of letting it misread type IDs. Bump with any message change.
+  caf_cfg.set("middleman.app-identifiers",
+              std::vector<std::string>{"validation-worker/protocol-1"});
   if (!cfg.node_tls)
     return;
   caf_cfg.load<caf::openssl::manager>();

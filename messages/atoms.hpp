@@ -6,7 +6,9 @@
 #include "messages/vote.hpp"
 
 // Every type and atom that crosses an actor boundary, registered once so the
-// same messages can cross CAF nodes (caf::io::middleman) unchanged.
+// same messages can cross CAF nodes (caf::io::middleman) unchanged. Changing
+// this block or a message's fields changes the wire protocol: bump the
+// protocol version in app/main.cpp (middleman.app-identifiers).
 CAF_BEGIN_TYPE_ID_BLOCK(vote_worker, caf::first_custom_type_id)
 
   CAF_ADD_TYPE_ID(vote_worker, (vw::vote))
