@@ -66,8 +66,14 @@ CAF_TEST(in flight deliveries stay within the prefetch and memory stays flat) {
   CAF_CHECK_GREATER(samples, 10);
   CAF_CHECK_GREATER(max_in_flight, 0);
   CAF_CHECK_LESS_OR_EQUAL(max_in_flight, prefetch);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizers' quarantine keeps freed memory resident on purpose, so RSS
+  // says nothing about the worker here; the normal build checks it.
+  CAF_MESSAGE("sanitizer build: RSS bounds not checked");
+#else
   // Flat: the backlog (20,000 messages) never comes into the process.
   CAF_CHECK_LESS(peak_rss, 64.0);
   CAF_CHECK_LESS(peak_rss - first_rss, 16.0);
+#endif
   CAF_CHECK_EQUAL(w.stop(20s).value_or(-1), 0);
 }
