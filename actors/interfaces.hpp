@@ -35,10 +35,12 @@ using auditor_actor
   = caf::typed_actor<caf::replies_to<audit_atom, ballot_batch>::with<ballot_batch>,
                      caf::reacts_to<tick_atom>>;
 
-// Publishes the batch to the output queues and answers once the broker confirmed.
+// Publishes the batch to the output queues and answers once the broker
+// confirmed it; later batches are published while it waits.
+// poll: collect the broker's confirms (sent to itself while batches wait).
 using publisher_actor
   = caf::typed_actor<caf::replies_to<emit_atom, ballot_batch>::with<caf::ok_atom>,
-                     caf::reacts_to<tick_atom>>;
+                     caf::reacts_to<poll_atom>, caf::reacts_to<tick_atom>>;
 
 // The stages a batch goes through, in order.
 struct pipeline_stages {

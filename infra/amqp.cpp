@@ -1,5 +1,6 @@
 #include "infra/amqp.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -356,12 +357,25 @@ status amqp_vote_sink::open() {
   amqp_confirm_select(session_.raw(), channel);
   if (auto st = session_.check_rpc("confirm.select"); !st)
     return st;
-  next_seq_ = 1;
+  // The new channel numbers its confirms from 1; nothing before it will be confirmed.
+  channel_base_ = next_seq_ - 1;
+  confirmed_through_ = channel_base_;
+  confirmed_ahead_.clear();
+  outstanding_.clear();
   return status::ok();
 }
 
-status amqp_vote_sink::publish(const std::vector<ballot>& ballots, int64_t processed_time_us,
-                               const std::string& decided_by) {
+status amqp_vote_sink::lose(std::string why) {
+  session_.mark_broken(std::move(why));
+  session_.close();
+  confirmed_ahead_.clear();
+  outstanding_.clear();
+  return status::failure(session_.last_error());
+}
+
+status amqp_vote_sink::send(const std::vector<ballot>& ballots, int64_t processed_time_us,
+                            const std::string& decided_by, uint64_t& last) {
+  last = 0;
   const auto& worker_id = decided_by.empty() ? worker_id_ : decided_by;
   if (!session_.connected())
     if (auto st = open(); !st) {
@@ -394,21 +408,18 @@ status amqp_vote_sink::publish(const std::vector<ballot>& ballots, int64_t proce
     }
     int rc = amqp_basic_publish(session_.raw(), channel, amqp_empty_bytes, as_bytes(queue), 1, 0,
                                 &props, as_bytes(body));
-    if (rc != AMQP_STATUS_OK) {
-      session_.mark_broken(std::string{"basic.publish failed: "} + amqp_error_string2(rc));
-      session_.close();
-      return status::failure(session_.last_error());
-    }
+    if (rc != AMQP_STATUS_OK)
+      return lose(std::string{"basic.publish failed: "} + amqp_error_string2(rc));
     ++next_seq_;
+    confirmed_ahead_.push_back(false);
   }
   int off = 0;
   setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
   if (next_seq_ == first)
     return status::ok();
-  auto st = await_confirms(first, next_seq_ - 1);
-  if (!session_.connected())
-    session_.close();
-  return st;
+  last = next_seq_ - 1;
+  outstanding_.push_back({last, std::chrono::steady_clock::now()});
+  return status::ok();
 }
 
 status amqp_vote_sink::probe() {
@@ -420,46 +431,65 @@ status amqp_vote_sink::probe() {
   return st;
 }
 
-status amqp_vote_sink::await_confirms(uint64_t first, uint64_t last) {
-  std::vector<bool> confirmed(last - first + 1, false);
-  size_t pending = confirmed.size();
-  bool returned = false;
-  auto deadline = std::chrono::steady_clock::now() + session_.timeout();
+void amqp_vote_sink::confirm(uint64_t broker_tag, bool multiple) {
+  auto seq = channel_base_ + broker_tag;
+  if (seq <= confirmed_through_)
+    return;
+  if (multiple) {
+    auto n = std::min<uint64_t>(seq - confirmed_through_, confirmed_ahead_.size());
+    confirmed_ahead_.erase(confirmed_ahead_.begin(),
+                           confirmed_ahead_.begin() + static_cast<std::ptrdiff_t>(n));
+    confirmed_through_ += n;
+  } else if (seq - confirmed_through_ <= confirmed_ahead_.size()) {
+    confirmed_ahead_[seq - confirmed_through_ - 1] = true;
+  }
+  while (!confirmed_ahead_.empty() && confirmed_ahead_.front()) {
+    confirmed_ahead_.pop_front();
+    ++confirmed_through_;
+  }
+}
+
+status amqp_vote_sink::await_confirms(std::chrono::microseconds timeout, uint64_t& confirmed) {
+  confirmed = confirmed_through_;
+  if (outstanding_.empty())
+    return status::ok();
+  if (!session_.connected())
+    return lose(session_.last_error());
+  auto now = std::chrono::steady_clock::now();
+  if (now - outstanding_.front().at > session_.timeout())
+    return lose("no publisher confirm from RabbitMQ within "
+                + std::to_string(session_.timeout().count()) + " ms");
   auto* conn = session_.raw();
-  while (pending > 0) {
+  if (amqp_frames_enqueued(conn) == 0 && amqp_data_in_buffer(conn) == 0) {
+    // poll(2) ourselves, as the consumer does: rabbitmq-c's timed wait was seen spinning.
+    amqp_maybe_release_buffers(conn);
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-      deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      session_.mark_broken("no publisher confirm from RabbitMQ within "
-                           + std::to_string(session_.timeout().count()) + " ms");
-      return status::failure(session_.last_error());
-    }
-    auto tv = to_timeval(left);
+      outstanding_.front().at + session_.timeout() - now);
+    auto wait = std::max(std::min(timeout, left), std::chrono::microseconds{0});
+    pollfd pfd{amqp_get_sockfd(conn), POLLIN, 0};
+    // Over TLS, decrypted data may wait inside OpenSSL: look once anyway.
+    if (::poll(&pfd, 1, static_cast<int>((wait.count() + 999) / 1000)) == 0 && !session_.tls())
+      return status::ok();
+  }
+  bool returned = false;
+  for (;;) {
     amqp_frame_t frame;
-    int rc = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+    timeval zero{0, 0};
+    int rc = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
     if (rc == AMQP_STATUS_TIMEOUT)
-      continue;
-    if (rc != AMQP_STATUS_OK) {
-      session_.mark_broken(std::string{"waiting for publisher confirms: "}
-                           + amqp_error_string2(rc));
-      return status::failure(session_.last_error());
-    }
+      break;
+    if (rc != AMQP_STATUS_OK)
+      return lose(std::string{"waiting for publisher confirms: "} + amqp_error_string2(rc));
     if (frame.frame_type != AMQP_FRAME_METHOD)
       continue;
     switch (frame.payload.method.id) {
       case AMQP_BASIC_ACK_METHOD: {
         auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-        uint64_t lo = m->multiple ? first : m->delivery_tag;
-        for (uint64_t t = std::max(lo, first); t <= std::min<uint64_t>(m->delivery_tag, last); ++t)
-          if (!confirmed[t - first]) {
-            confirmed[t - first] = true;
-            --pending;
-          }
+        confirm(m->delivery_tag, m->multiple != 0);
         break;
       }
       case AMQP_BASIC_NACK_METHOD:
-        session_.mark_broken("RabbitMQ refused (nacked) a published vote");
-        return status::failure(session_.last_error());
+        return lose("RabbitMQ refused (nacked) a published vote");
       case AMQP_BASIC_RETURN_METHOD: {
         // Unroutable: the output queue is gone. Read the returned content.
         amqp_message_t msg;
@@ -470,17 +500,17 @@ status amqp_vote_sink::await_confirms(uint64_t first, uint64_t last) {
       }
       case AMQP_CHANNEL_CLOSE_METHOD:
       case AMQP_CONNECTION_CLOSE_METHOD:
-        session_.mark_broken("RabbitMQ closed the publishing channel");
-        return status::failure(session_.last_error());
+        return lose("RabbitMQ closed the publishing channel");
       default:
         break;
     }
   }
-  if (returned) {
+  if (returned)
     // The queue vanished; re-declare it on the next publish.
-    session_.mark_broken("an output queue does not exist; the vote was returned unroutable");
-    return status::failure(session_.last_error());
-  }
+    return lose("an output queue does not exist; the vote was returned unroutable");
+  while (!outstanding_.empty() && outstanding_.front().last <= confirmed_through_)
+    outstanding_.pop_front();
+  confirmed = confirmed_through_;
   return status::ok();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -98,19 +99,31 @@ public:
   amqp_vote_sink(amqp_settings s, std::string aggregation_queue, std::string review_queue,
                  std::string worker_id);
 
-  status publish(const std::vector<ballot>& ballots, int64_t processed_time_us,
-                 const std::string& decided_by) override;
+  status send(const std::vector<ballot>& ballots, int64_t processed_time_us,
+              const std::string& decided_by, uint64_t& last) override;
+  status await_confirms(std::chrono::microseconds timeout, uint64_t& confirmed) override;
   status probe() override;
 
 private:
   status open();
-  status await_confirms(uint64_t first, uint64_t last);
+  // Marks the session broken and forgets what it had outstanding.
+  status lose(std::string why);
+  void confirm(uint64_t broker_tag, bool multiple);
+
+  struct sent_batch {
+    uint64_t last;
+    std::chrono::steady_clock::time_point at;
+  };
 
   amqp_session session_;
   std::string aggregation_queue_;
   std::string review_queue_;
   std::string worker_id_;
-  uint64_t next_seq_ = 1;
+  uint64_t next_seq_ = 1;          // of the next message published
+  uint64_t channel_base_ = 0;      // broker delivery tag t is sequence number channel_base_ + t
+  uint64_t confirmed_through_ = 0; // every message up to here is confirmed
+  std::deque<bool> confirmed_ahead_; // messages after it, confirmed out of order
+  std::deque<sent_batch> outstanding_; // batches sent, not wholly confirmed: for the deadline
 };
 
 // validation_queue_size, from a connection of its own.

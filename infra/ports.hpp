@@ -74,13 +74,23 @@ public:
   virtual status probe() = 0;
 };
 
-// The output queues, with publisher confirms.
+// The output queues, with publisher confirms. Batches are sent without
+// waiting for the previous ones' confirms, so the broker's confirm latency
+// overlaps across batches. Sequence numbers grow across reconnections.
 class vote_sink {
 public:
   virtual ~vote_sink() = default;
-  // Publishes every decided ballot and returns once the broker confirmed all.
-  virtual status publish(const std::vector<ballot>& ballots, int64_t processed_time_us,
-                         const std::string& decided_by) = 0;
+  // Publishes every decided ballot of a batch and sets `last` to the sequence
+  // number of its last message (0: nothing to publish). A failure loses every
+  // message not yet confirmed, this batch's and earlier ones'.
+  virtual status send(const std::vector<ballot>& ballots, int64_t processed_time_us,
+                      const std::string& decided_by, uint64_t& last)
+    = 0;
+  // Waits up to `timeout` for confirms and sets `confirmed` to the sequence
+  // number up to which every message was confirmed. A failure (nack, return,
+  // closed channel, no confirm within the deadline) loses every message not
+  // yet confirmed.
+  virtual status await_confirms(std::chrono::microseconds timeout, uint64_t& confirmed) = 0;
   virtual status probe() = 0;
 };
 

@@ -42,6 +42,7 @@ struct options {
   size_t backlog = 0; // extra RSS run with this many queued messages
   bool prefill_only = false; // leave a backlog for profiling the worker by hand
   bool quick = false;
+  bool sweep = false;
   std::string worker = VW_WORKER_BINARY;
   int redis_db = 13;
   std::string pg_db = "vw_bench";
@@ -594,7 +595,7 @@ double percentile(std::vector<double> xs, double p) {
 void usage() {
   std::puts(
     "usage: bench [--votes N] [--voters N] [--runs N] [--prefetch N] [--batch N]\n"
-    "             [--latency-seconds S] [--backlog N] [--quick] [--prefill-only]\n"
+    "             [--latency-seconds S] [--backlog N] [--quick] [--prefill-only] [--sweep]\n"
     "             [--worker PATH]\n"
     "Needs the local stack (scripts/stack.sh up). Uses queues bench.*, Redis DB 13\n"
     "and the PostgreSQL database vw_bench.");
@@ -625,6 +626,8 @@ int main(int argc, char** argv) {
       o.latency_seconds = std::stoi(next());
     else if (a == "--backlog")
       o.backlog = std::stoul(next());
+    else if (a == "--sweep")
+      o.sweep = true;
     else if (a == "--prefill-only")
       o.prefill_only = true;
     else if (a == "--worker")
@@ -659,6 +662,28 @@ int main(int argc, char** argv) {
                 "REVIEW_QUEUE=%s AGGREGATION_QUEUE=%s REDIS_DB=%d POSTGRES_DB=%s\n",
                 votes.size(), q_in.c_str(), q_in.c_str(), q_review.c_str(), q_agg.c_str(),
                 o.redis_db, o.pg_db.c_str());
+    return 0;
+  }
+
+  if (o.sweep) {
+    // The trade-off behind the defaults: each setting against its own ceiling.
+    std::printf("%8s %6s %14s %14s %6s %12s\n", "prefetch", "batch", "forwarder/s", "worker/s",
+                "ratio", "us CPU/vote");
+    const std::pair<uint16_t, size_t> grid[] = {{50, 50},    {200, 50},   {200, 100},
+                                                {500, 100},  {500, 250},  {1000, 100},
+                                                {1000, 250}, {2000, 250}, {2000, 500}};
+    for (auto [prefetch, batch] : grid) {
+      reset_state(o);
+      prefill(votes);
+      auto ceiling = run_forwarder(votes.size(), prefetch, batch);
+      reset_state(o);
+      prefill(votes);
+      auto r = run_workers(o, votes.size(), 1, prefetch, batch);
+      std::printf("%8u %6zu %14.0f %14.0f %6.2f %12.1f\n", prefetch, batch, ceiling, r.rate,
+                  r.rate / ceiling, r.cpu_us_per_vote);
+      std::fflush(stdout);
+    }
+    reset_state(o);
     return 0;
   }
 

@@ -144,6 +144,48 @@ CAF_TEST(the publisher answers only once everything is confirmed) {
                   static_cast<uint8_t>(pipeline_errc::publish_not_confirmed));
 }
 
+CAF_TEST(the publisher sends later batches while earlier ones wait for confirms) {
+  auto sink = std::make_shared<fake_sink>(log);
+  auto p = keep(sys.spawn(publisher, sink, stats));
+  auto b = batch_of({1, 2});
+  for (auto& x : b.ballots)
+    x.status = verdict::valid;
+  auto answers = std::make_shared<std::vector<std::string>>();
+  auto emit_twice = [&] {
+    sys.spawn([p, b, answers](caf::event_based_actor* client) {
+      for (int i = 0; i < 2; ++i)
+        client->request(p, caf::infinite, emit_atom::value, b)
+          .then([answers](caf::ok_atom) { answers->push_back("ok"); },
+                [answers](caf::error& e) {
+                  answers->push_back(e.code()
+                                         == static_cast<uint8_t>(
+                                           pipeline_errc::publish_not_confirmed)
+                                       ? "not confirmed"
+                                       : "other error");
+                });
+    });
+  };
+  sink->hold_confirms = true;
+  emit_twice();
+  sched.run(50); // bounded: the publisher keeps polling while confirms are due
+  CAF_CHECK_EQUAL(sink->published.size(), 4u);
+  CAF_CHECK(answers->empty());
+  sink->hold_confirms = false;
+  sched.run();
+  CAF_CHECK_EQUAL(*answers, (std::vector<std::string>{"ok", "ok"}));
+
+  // The session breaks while two batches wait: both fail, none is answered ok.
+  answers->clear();
+  sink->hold_confirms = true;
+  emit_twice();
+  sched.run(50);
+  CAF_CHECK_EQUAL(sink->published.size(), 8u);
+  CAF_CHECK(answers->empty());
+  sink->down = true;
+  sched.run();
+  CAF_CHECK_EQUAL(*answers, (std::vector<std::string>{"not confirmed", "not confirmed"}));
+}
+
 namespace {
 
 struct fake_probe : queue_probe {
