@@ -669,9 +669,12 @@ int main(int argc, char** argv) {
     // The trade-off behind the defaults: each setting against its own ceiling.
     std::printf("%8s %6s %14s %14s %6s %12s\n", "prefetch", "batch", "forwarder/s", "worker/s",
                 "ratio", "us CPU/vote");
-    const std::pair<uint16_t, size_t> grid[] = {{50, 50},    {200, 50},   {200, 100},
-                                                {500, 100},  {500, 250},  {1000, 100},
-                                                {1000, 250}, {2000, 250}, {2000, 500}};
+    // Each prefetch with batches of a tenth, a quarter and half of it: how
+    // many batches can overlap in the stages is prefetch / batch.
+    std::vector<std::pair<uint16_t, size_t>> grid;
+    for (uint16_t prefetch : {50, 200, 500, 1000, 2000})
+      for (size_t share : {10, 4, 2})
+        grid.emplace_back(prefetch, prefetch / share);
     for (auto [prefetch, batch] : grid) {
       reset_state(o);
       prefill(votes);
