@@ -211,7 +211,10 @@ private:
 };
 
 void pg_exec(const std::string& db, const std::string& sql) {
-  auto conninfo = "host=127.0.0.1 port=5432 user=election password=election dbname=" + db;
+  // Quiet: re-applying the schema would print a NOTICE per existing relation.
+  auto conninfo = "host=127.0.0.1 port=5432 user=election password=election "
+                  "options='-c client_min_messages=warning' dbname="
+                  + db;
   PGconn* c = PQconnectdb(conninfo.c_str());
   if (PQstatus(c) != CONNECTION_OK)
     die("cannot connect to PostgreSQL database " + db + ": " + PQerrorMessage(c));
