@@ -151,8 +151,12 @@ CAF_TEST(the publisher sends later batches while earlier ones wait for confirms)
   for (auto& x : b.ballots)
     x.status = verdict::valid;
   auto answers = std::make_shared<std::vector<std::string>>();
+  using answers_ptr = std::shared_ptr<std::vector<std::string>>;
   auto emit_twice = [&] {
-    sys.spawn([p, b, answers](caf::event_based_actor* client) {
+    // Arguments, not captures: CAF 0.17 dereferences a null argument tuple
+    // for a function spawned without any (UBSan reports it).
+    auto client_fun = [](caf::event_based_actor* client, publisher_actor p, ballot_batch b,
+                         answers_ptr answers) {
       for (int i = 0; i < 2; ++i)
         client->request(p, caf::infinite, emit_atom::value, b)
           .then([answers](caf::ok_atom) { answers->push_back("ok"); },
@@ -163,7 +167,8 @@ CAF_TEST(the publisher sends later batches while earlier ones wait for confirms)
                                        ? "not confirmed"
                                        : "other error");
                 });
-    });
+    };
+    sys.spawn(client_fun, p, b, answers);
   };
   sink->hold_confirms = true;
   emit_twice();
