@@ -237,6 +237,14 @@ int main(int argc, char** argv) {
                              [](uint8_t code, caf::atom_value, const caf::message&) {
                                return vw::to_string(static_cast<vw::pipeline_errc>(code));
                              });
+  // The stages are detached actors blocking on their own threads; what runs on
+  // the scheduler (supervisor, node directory, the middleman's BASP broker and
+  // remote proxies) wakes rarely. CAF's default work-stealing workers spin and
+  // nap-poll between wake-ups: with a remote auditor that cost about 35 us of
+  // CPU per vote across the two nodes and a third of the drain rate on two
+  // cores (build/tests/distributed_tests -s hop_cost). Sharing workers sleep
+  // on a condition variable instead.
+  caf_cfg.set("scheduler.policy", caf::atom("sharing"));
   configure_nodes(cfg, caf_cfg);
   caf::actor_system sys{caf_cfg};
   auto settings = supervision(cfg);
