@@ -377,6 +377,10 @@ status amqp_vote_sink::send(const std::vector<ballot>& ballots, int64_t processe
                             const std::string& decided_by, uint64_t& last) {
   last = 0;
   const auto& worker_id = decided_by.empty() ? worker_id_ : decided_by;
+  // Batches sent on a session that is gone will never be confirmed; a new
+  // channel must not be opened under them (its numbering would pass them).
+  if (!session_.connected() && !outstanding_.empty())
+    return lose("the publishing connection closed while votes awaited confirms");
   if (!session_.connected())
     if (auto st = open(); !st) {
       session_.close();
