@@ -358,9 +358,7 @@ status amqp_vote_sink::open() {
   if (auto st = session_.check_rpc("confirm.select"); !st)
     return st;
   // The new channel numbers its confirms from 1; nothing before it will be confirmed.
-  channel_base_ = next_seq_ - 1;
-  confirmed_through_ = channel_base_;
-  confirmed_ahead_.clear();
+  confirms_.open_channel();
   outstanding_.clear();
   return status::ok();
 }
@@ -368,7 +366,7 @@ status amqp_vote_sink::open() {
 status amqp_vote_sink::lose(std::string why) {
   session_.mark_broken(std::move(why));
   session_.close();
-  confirmed_ahead_.clear();
+  confirms_.forget();
   outstanding_.clear();
   return status::failure(session_.last_error());
 }
@@ -386,7 +384,7 @@ status amqp_vote_sink::send(const std::vector<ballot>& ballots, int64_t processe
       session_.close();
       return st;
     }
-  auto first = next_seq_;
+  auto first = confirms_.next();
   amqp_bytes_t json_type = amqp_cstring_bytes("application/json");
   // rabbitmq-c writes each frame with its own send(2); corking lets the
   // kernel put the whole batch into as few segments as it can.
@@ -414,14 +412,13 @@ status amqp_vote_sink::send(const std::vector<ballot>& ballots, int64_t processe
                                 &props, as_bytes(body));
     if (rc != AMQP_STATUS_OK)
       return lose(std::string{"basic.publish failed: "} + amqp_error_string2(rc));
-    ++next_seq_;
-    confirmed_ahead_.push_back(false);
+    confirms_.sent();
   }
   int off = 0;
   setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
-  if (next_seq_ == first)
+  if (confirms_.next() == first)
     return status::ok();
-  last = next_seq_ - 1;
+  last = confirms_.next() - 1;
   outstanding_.push_back({last, std::chrono::steady_clock::now()});
   return status::ok();
 }
@@ -435,26 +432,8 @@ status amqp_vote_sink::probe() {
   return st;
 }
 
-void amqp_vote_sink::confirm(uint64_t broker_tag, bool multiple) {
-  auto seq = channel_base_ + broker_tag;
-  if (seq <= confirmed_through_)
-    return;
-  if (multiple) {
-    auto n = std::min<uint64_t>(seq - confirmed_through_, confirmed_ahead_.size());
-    confirmed_ahead_.erase(confirmed_ahead_.begin(),
-                           confirmed_ahead_.begin() + static_cast<std::ptrdiff_t>(n));
-    confirmed_through_ += n;
-  } else if (seq - confirmed_through_ <= confirmed_ahead_.size()) {
-    confirmed_ahead_[seq - confirmed_through_ - 1] = true;
-  }
-  while (!confirmed_ahead_.empty() && confirmed_ahead_.front()) {
-    confirmed_ahead_.pop_front();
-    ++confirmed_through_;
-  }
-}
-
 status amqp_vote_sink::await_confirms(std::chrono::microseconds timeout, uint64_t& confirmed) {
-  confirmed = confirmed_through_;
+  confirmed = confirms_.through();
   if (outstanding_.empty())
     return status::ok();
   if (!session_.connected())
@@ -489,7 +468,7 @@ status amqp_vote_sink::await_confirms(std::chrono::microseconds timeout, uint64_
     switch (frame.payload.method.id) {
       case AMQP_BASIC_ACK_METHOD: {
         auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-        confirm(m->delivery_tag, m->multiple != 0);
+        confirms_.confirm(m->delivery_tag, m->multiple != 0);
         break;
       }
       case AMQP_BASIC_NACK_METHOD:
@@ -512,9 +491,9 @@ status amqp_vote_sink::await_confirms(std::chrono::microseconds timeout, uint64_
   if (returned)
     // The queue vanished; re-declare it on the next publish.
     return lose("an output queue does not exist; the vote was returned unroutable");
-  while (!outstanding_.empty() && outstanding_.front().last <= confirmed_through_)
+  while (!outstanding_.empty() && outstanding_.front().last <= confirms_.through())
     outstanding_.pop_front();
-  confirmed = confirmed_through_;
+  confirmed = confirms_.through();
   return status::ok();
 }
 

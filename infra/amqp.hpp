@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "infra/config.hpp"
+#include "infra/confirm_window.hpp"
 #include "infra/ports.hpp"
 
 typedef struct amqp_connection_state_t_* amqp_connection_state_t;
@@ -108,7 +109,6 @@ private:
   status open();
   // Marks the session broken and forgets what it had outstanding.
   status lose(std::string why);
-  void confirm(uint64_t broker_tag, bool multiple);
 
   struct sent_batch {
     uint64_t last;
@@ -119,10 +119,7 @@ private:
   std::string aggregation_queue_;
   std::string review_queue_;
   std::string worker_id_;
-  uint64_t next_seq_ = 1;          // of the next message published
-  uint64_t channel_base_ = 0;      // broker delivery tag t is sequence number channel_base_ + t
-  uint64_t confirmed_through_ = 0; // every message up to here is confirmed
-  std::deque<bool> confirmed_ahead_; // messages after it, confirmed out of order
+  confirm_window confirms_;
   std::deque<sent_batch> outstanding_; // batches sent, not wholly confirmed: for the deadline
 };
 
