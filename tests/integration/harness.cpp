@@ -450,8 +450,25 @@ bool worker_process::running() {
 std::optional<int> worker_process::wait_exit(ms timeout) {
   if (pid_ <= 0)
     return std::nullopt;
-  wait_until([&] { return !running(); }, timeout, 10ms);
+  if (!wait_until([&] { return !running(); }, timeout, 10ms))
+    dump_stacks();
   return exit_code_;
+}
+
+// A worker that does not exit when it should: its threads' stacks go into its
+// log (printed with the failure), so a hang seen once in CI can be explained.
+void worker_process::dump_stacks() {
+  if (pid_ <= 0 || !running() || ::access("/usr/bin/gdb", X_OK) != 0)
+    return;
+  auto cmd = "timeout 60 /usr/bin/gdb -batch -nx -p " + std::to_string(pid_)
+             + " -ex 'thread apply all bt' >> '" + log_path_ + "' 2>&1";
+  std::string banner = "----- still running: stacks of every thread (gdb) -----\n";
+  if (auto f = std::fopen(log_path_.c_str(), "a")) {
+    std::fputs(banner.c_str(), f);
+    std::fclose(f);
+  }
+  if (std::system(cmd.c_str()) != 0)
+    std::fprintf(stderr, "harness: gdb could not read the stacks of pid %d\n", pid_);
 }
 
 void worker_process::send_signal(int sig) {

@@ -99,6 +99,7 @@ public:
   // Waits up to `timeout` for the exit; the exit status, 128+signal when
   // killed by a signal, nullopt on timeout.
   std::optional<int> wait_exit(ms timeout);
+  void dump_stacks();
   std::optional<int> exit_code() const { return exit_code_; }
   void send_signal(int sig);
   void terminate() { send_signal(SIGTERM); }
