@@ -1,10 +1,12 @@
 #include "actors/auditor.hpp"
+#include "actors/thread_name.hpp"
 
 namespace vw {
 
 auditor_actor::behavior_type auditor(auditor_actor::stateful_pointer<auditor_state> self,
                                      std::shared_ptr<audit_log> audit,
                                      std::shared_ptr<metrics> stats) {
+  name_stage_thread(self, "vw-auditor");
   self->state.audit = std::move(audit);
   self->state.stats = std::move(stats);
   self->send(self, tick_atom::value);

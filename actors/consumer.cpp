@@ -2,6 +2,8 @@
 
 #include <caf/event_based_actor.hpp>
 
+#include "actors/thread_name.hpp"
+
 namespace vw {
 
 namespace {
@@ -530,6 +532,7 @@ consumer_actor::behavior_type consumer(consumer_actor::stateful_pointer<consumer
                                        std::shared_ptr<delivery_source> source,
                                        pipeline_stages stages, consumer_settings settings,
                                        std::shared_ptr<metrics> stats) {
+  name_stage_thread(self, "vw-consumer");
   auto& st = self->state;
   st.source = std::move(source);
   st.stages = std::move(stages);

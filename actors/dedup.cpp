@@ -1,10 +1,12 @@
 #include "actors/dedup.hpp"
+#include "actors/thread_name.hpp"
 
 namespace vw {
 
 dedup_actor::behavior_type dedup(dedup_actor::stateful_pointer<dedup_state> self,
                                  std::shared_ptr<claim_store> claims,
                                  std::shared_ptr<metrics> stats) {
+  name_stage_thread(self, "vw-dedup");
   self->state.claims = std::move(claims);
   self->state.stats = std::move(stats);
   return {

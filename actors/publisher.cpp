@@ -1,4 +1,5 @@
 #include "actors/publisher.hpp"
+#include "actors/thread_name.hpp"
 
 namespace vw {
 
@@ -50,6 +51,7 @@ void collect(self_ptr self, std::chrono::microseconds wait) {
 publisher_actor::behavior_type publisher(publisher_actor::stateful_pointer<publisher_state> self,
                                          std::shared_ptr<vote_sink> sink,
                                          std::shared_ptr<metrics> stats) {
+  name_stage_thread(self, "vw-publisher");
   self->state.sink = std::move(sink);
   self->state.stats = std::move(stats);
   self->send(self, tick_atom::value);

@@ -1,4 +1,5 @@
 #include "actors/queue_monitor.hpp"
+#include "actors/thread_name.hpp"
 
 namespace vw {
 
@@ -6,6 +7,7 @@ queue_monitor_actor::behavior_type
 queue_monitor(queue_monitor_actor::stateful_pointer<queue_monitor_state> self,
               std::shared_ptr<queue_probe> probe, std::shared_ptr<metrics> stats,
               std::chrono::milliseconds interval) {
+  name_stage_thread(self, "vw-queue-mon");
   self->state.probe = std::move(probe);
   self->state.stats = std::move(stats);
   self->state.interval = interval;

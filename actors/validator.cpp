@@ -1,10 +1,12 @@
 #include "actors/validator.hpp"
+#include "actors/thread_name.hpp"
 
 namespace vw {
 
 validator_actor::behavior_type validator(validator_actor::stateful_pointer<validator_state> self,
                                          std::shared_ptr<voter_registry> registry,
                                          std::shared_ptr<metrics> stats) {
+  name_stage_thread(self, "vw-validator");
   self->state.stats = std::move(stats);
   // Only this actor uses the connection from here on (hiredis is not thread-safe).
   self->state.registry = std::move(registry);

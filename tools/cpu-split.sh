@@ -59,10 +59,15 @@ for _ in $(seq 1 1200); do
 done
 w_ticks=$(ticks_of "$worker")
 # The busiest thread of the worker: is one stage saturated?
-busiest=0
-for t in /proc/"$worker"/task/*/stat; do
-  read -r -a f <"$t" || continue
-  (( f[13] + f[14] > busiest )) && busiest=$((f[13] + f[14]))
+busiest=0 busiest_name=?
+for t in /proc/"$worker"/task/*; do
+  # comm is field 2, in parentheses; the fields after it are counted from ")".
+  read -r stat <"$t/stat" || continue
+  read -r -a f <<<"${stat##*) }"
+  if (( f[11] + f[12] > busiest )); then
+    busiest=$((f[11] + f[12]))
+    busiest_name=$(cat "$t/comm")
+  fi
 done
 read -r a_rabbit a_pg a_redis < <(snapshot)
 end=$(date +%s.%N)
@@ -70,7 +75,7 @@ kill -TERM "$worker"; wait "$worker" || true
 rm -rf "$dir"
 (( decided >= votes )) || { echo "cpu-split: the worker decided only $decided of $votes votes" >&2; exit 1; }
 awk -v n="$votes" -v hz="$hz" -v s="$start" -v e="$end" \
-    -v r=$((a_rabbit - b_rabbit)) -v p=$((a_pg - b_pg)) -v d=$((a_redis - b_redis)) -v w="$w_ticks" -v b="$busiest" '
+    -v r=$((a_rabbit - b_rabbit)) -v p=$((a_pg - b_pg)) -v d=$((a_redis - b_redis)) -v w="$w_ticks" -v b="$busiest" -v bn="$busiest_name" '
   function us(t) { return t * 1e6 / hz / n }
   BEGIN {
     printf "drained %d votes in %.1f s (%.0f votes/s); CPU per vote:\n", n, e - s, n / (e - s)
@@ -78,7 +83,7 @@ awk -v n="$votes" -v hz="$hz" -v s="$start" -v e="$end" \
            us(r), us(p), us(d), us(w)
     printf "  total       %6.1f us (2 cores give %.0f us per vote at this rate)\n",
            us(r + p + d + w), 2e6 / (n / (e - s))
-    printf "  busiest worker thread: %.0f %% of one core\n", b * 100 / hz / (e - s)
+    printf "  busiest worker thread: %s, %.0f %% of one core\n", bn, b * 100 / hz / (e - s)
   }'
 awk -v p="$prefetch" -v b="$batch" '
   /^validation_stage_duration_seconds_(sum|count)/ {
