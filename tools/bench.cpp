@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "infra/http_server.hpp"
+#include "tools/proc_stats.hpp"
 
 namespace {
 
@@ -360,31 +361,8 @@ struct worker_proc {
     waitpid(pid, &st, 0);
     pid = -1;
   }
-  // utime + stime in seconds.
-  double cpu_seconds() const {
-    std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    auto close_paren = s.rfind(')');
-    std::istringstream rest{s.substr(close_paren + 2)};
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15; ++i) {
-      rest >> field;
-      if (i == 14)
-        utime = std::stoull(field);
-      if (i == 15)
-        stime = std::stoull(field);
-    }
-    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  double peak_rss_mb() const {
-    std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind("VmHWM:", 0) == 0)
-        return std::stod(line.substr(6)) / 1024.0;
-    return 0;
-  }
+  double cpu_seconds() const { return vw::proc::cpu_seconds(pid); }
+  double peak_rss_mb() const { return vw::proc::status_mb(pid, "VmHWM"); }
 };
 
 double processed_total(uint16_t port) {

@@ -61,12 +61,10 @@ w_ticks=$(ticks_of "$worker")
 # The busiest thread of the worker: is one stage saturated?
 busiest=0 busiest_name=?
 for t in /proc/"$worker"/task/*; do
-  # comm is field 2, in parentheses; the fields after it are counted from ")".
-  read -r stat <"$t/stat" || continue
-  read -r -a f <<<"${stat##*) }"
-  if (( f[11] + f[12] > busiest )); then
-    busiest=$((f[11] + f[12]))
-    busiest_name=$(cat "$t/comm")
+  ticks=$(ticks_of "$worker/task/${t##*/}")
+  if (( ticks > busiest )); then
+    busiest=$ticks
+    busiest_name=$(<"$t/comm")
   fi
 done
 read -r a_rabbit a_pg a_redis < <(snapshot)

@@ -9,11 +9,9 @@
 #include <caf/test/unit_test.hpp>
 
 #include <cstdio>
-#include <fstream>
-#include <iterator>
-#include <unistd.h>
 
 #include "tests/distributed/nodes.hpp"
+#include "tools/proc_stats.hpp"
 
 using namespace dist;
 
@@ -26,22 +24,6 @@ struct figures {
   double cpu_us_per_vote = 0; // ingress node plus the auditor node, if any
   double node_cpu_us_per_vote = 0; // the auditor node's share
 };
-
-// utime + stime of a live process, in seconds (/proc/<pid>/stat).
-double cpu_seconds(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string stat{std::istreambuf_iterator<char>{in}, {}};
-  auto pos = stat.rfind(')'); // the command name may hold spaces
-  if (pos == std::string::npos)
-    return 0;
-  std::istringstream fields{stat.substr(pos + 2)};
-  std::string skip;
-  for (int i = 3; i < 14; ++i) // fields 3..13 precede utime (14) and stime (15)
-    fields >> skip;
-  long long utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 figures drain(suite_stack& s, const std::vector<std::string>& voters, bool remote,
               uint16_t metrics_port, uint16_t node_port, int64_t already_counted) {
@@ -65,8 +47,8 @@ figures drain(suite_stack& s, const std::vector<std::string>& voters, bool remot
   auto first_tenth = already_counted + n / 10;
   CAF_CHECK(wait_until([&] { return s.amqp.count(s.aggregation_q) >= first_tenth; }, 120s, 2ms));
   auto t0 = steady::now();
-  auto node_cpu = [&] { return node ? cpu_seconds(node->pid()) : 0.0; };
-  auto cpu_of = [&] { return cpu_seconds(in.pid()) + node_cpu(); };
+  auto node_cpu = [&] { return node ? vw::proc::cpu_seconds(node->pid()) : 0.0; };
+  auto cpu_of = [&] { return vw::proc::cpu_seconds(in.pid()) + node_cpu(); };
   auto cpu0 = cpu_of();
   auto node0 = node_cpu();
   CAF_CHECK(wait_until([&] { return s.amqp.count(s.aggregation_q) >= already_counted + n; }, 120s,

@@ -5,25 +5,10 @@
 #define CAF_SUITE bounded
 #include <caf/test/unit_test.hpp>
 
-#include <fstream>
-
 #include "tests/integration/harness.hpp"
+#include "tools/proc_stats.hpp"
 
 using namespace it;
-
-namespace {
-
-// VmRSS of a process in MB, 0 if unreadable.
-double rss_mb(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::stod(line.substr(6)) / 1024.0;
-  return 0;
-}
-
-} // namespace
 
 CAF_TEST(in flight deliveries stay within the prefetch and memory stays flat) {
   suite_stack s{"bounded", 8, 18190};
@@ -53,7 +38,7 @@ CAF_TEST(in flight deliveries stay within the prefetch and memory stays flat) {
         max_in_flight = std::max(max_in_flight, m->value("validation_in_flight"));
         ++samples;
       }
-      auto rss = rss_mb(w.pid());
+      auto rss = vw::proc::status_mb(w.pid(), "VmRSS");
       if (first_rss == 0 && s.amqp.count(s.aggregation_q) > prefetch)
         first_rss = rss;
       peak_rss = std::max(peak_rss, rss);
