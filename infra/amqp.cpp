@@ -349,6 +349,11 @@ amqp_vote_sink::amqp_vote_sink(amqp_settings s, std::string aggregation_queue,
     worker_id_(std::move(worker_id)) {}
 
 status amqp_vote_sink::open() {
+  // Batches sent on a session that is gone will never be confirmed, and the
+  // new channel's numbering would pass them (confirm_window::open_channel):
+  // they are reported lost first, whoever asks for the new channel.
+  if (!outstanding_.empty())
+    return lose("the publishing connection closed while votes awaited confirms");
   if (auto st = session_.connect(); !st)
     return st;
   for (auto* q : {&aggregation_queue_, &review_queue_})
@@ -375,10 +380,6 @@ status amqp_vote_sink::send(const std::vector<ballot>& ballots, int64_t processe
                             const std::string& decided_by, uint64_t& last) {
   last = 0;
   const auto& worker_id = decided_by.empty() ? worker_id_ : decided_by;
-  // Batches sent on a session that is gone will never be confirmed; a new
-  // channel must not be opened under them (its numbering would pass them).
-  if (!session_.connected() && !outstanding_.empty())
-    return lose("the publishing connection closed while votes awaited confirms");
   if (!session_.connected())
     if (auto st = open(); !st) {
       session_.close();
