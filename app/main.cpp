@@ -250,17 +250,18 @@ int main(int argc, char** argv) {
   configure_nodes(cfg, caf_cfg);
   // Bounds the teardown after a finished shutdown. CAF 0.17's ~actor_system
   // waits without limit until every detached actor's object is released;
-  // after a forced stop with a frozen peer node it was seen (about 1 run in
-  // 50, under load) to wait on one forever. When this is armed the supervisor
-  // has closed RabbitMQ, Redis and PostgreSQL, unacked deliveries are back
-  // with the broker and nothing durable is left to do. Declared before `sys`
-  // so that it outlives it.
-  vw::exit_watchdog teardown{std::chrono::seconds{2}, [](int code) {
+  // after a forced stop with a frozen peer node it was seen (3 runs in 111,
+  // under load) to wait on the consumer forever. When this is armed the
+  // supervisor has closed RabbitMQ, Redis and PostgreSQL, unacked deliveries
+  // are back with the broker and nothing durable is left to do. Declared
+  // before `sys` so that it outlives it.
+  constexpr std::chrono::seconds teardown_grace{2};
+  vw::exit_watchdog teardown{teardown_grace, [teardown_grace](int code) {
                                vw::stage_logger("main")->warn(
-                                 "actor system teardown still waiting after 2 s (a detached "
+                                 "actor system teardown still waiting after {} s (a detached "
                                  "actor was not released); the shutdown had finished, exiting "
                                  "now with code {}",
-                                 code);
+                                 teardown_grace.count(), code);
                                std::_Exit(code);
                              }};
   caf::actor_system sys{caf_cfg};
